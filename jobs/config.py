@@ -1,0 +1,162 @@
+"""Flags of the recommend job (the contract's list, plus a few more) and their defaults.
+
+Defaults that depend on the machine (broker, jars, model folder, checkpoint folder) come from
+``streamrec.paths`` and environment variables, not from the job code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from streamrec import paths
+
+DEFAULT_MODEL = "minilm-l6-fp32"
+
+
+@dataclass
+class JobConfig:
+    bootstrap_servers: str = field(default_factory=paths.default_bootstrap_servers)
+    events_topic: str = "events"
+    items_topic: str = "items"
+    output_topic: str = "recommendations"
+    dlq_topic: str = "events-dlq"
+    group_id: str = "streamrec"
+    parallelism: int = 1
+    model: str = DEFAULT_MODEL
+    device: str = "auto"
+    encoder_batch_size: int = 64
+    top_k: int = 10
+    start_from: str = "earliest"
+    checkpoint_interval_ms: int = 10_000
+    checkpoint_dir: str | None = None
+    delivery: str = "at-least-once"
+    out_of_orderness_ms: int = 5_000
+    state_ttl_days: float = 90.0
+    bundle_time_ms: int = 20
+    bundle_size: int = 1000
+    kafka_properties: dict[str, str] = field(default_factory=dict)
+    jars: list[str] = field(default_factory=list)
+    python_executable: str | None = None
+    job_name: str = "streamrec-recommend"
+
+    def resolved_checkpoint_dir(self) -> str:
+        d = self.checkpoint_dir or str(paths.runtime_dir() / "checkpoints")
+        return d if "://" in d else Path(d).resolve().as_uri()
+
+    def resolved_jars(self) -> list[str]:
+        jars = self.jars or [str(j) for j in paths.flink_jars()]
+        names = " ".join(Path(j).name for j in jars)
+        for need in ("flink-sql-connector-kafka", "streamrec-flink-serde"):
+            if need not in names:
+                raise SystemExit(
+                    f"the {need} jar is missing (looked in {paths.flink_jar_dir()}); "
+                    "run `streamrec setup` first, or pass --jars"
+                )
+        return [j if "://" in j else Path(j).resolve().as_uri() for j in jars]
+
+
+def _kv(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    k, v = text.split("=", 1)
+    return k.strip(), v
+
+
+def parser() -> argparse.ArgumentParser:
+    d = JobConfig()
+    p = argparse.ArgumentParser(
+        prog="streamrec run",
+        description="Real-time recommendations: Kafka events -> PyFlink (per-user state, ONNX "
+        "BERT encoder) -> rolling top-K lists on Kafka.",
+    )
+    a = p.add_argument
+    a(
+        "--bootstrap-servers",
+        default=d.bootstrap_servers,
+        help="Kafka brokers (default: $KAFKA_BOOTSTRAP_SERVERS or localhost:9092)",
+    )
+    a("--events-topic", default=d.events_topic)
+    a("--items-topic", default=d.items_topic)
+    a("--output-topic", default=d.output_topic)
+    a("--dlq-topic", default=d.dlq_topic)
+    a("--group-id", default=d.group_id)
+    a("--parallelism", type=int, default=d.parallelism)
+    a(
+        "--model",
+        default=d.model,
+        help="exported encoder: a folder, or a name under the model cache (default %(default)s)",
+    )
+    a(
+        "--device",
+        choices=["auto", "cpu", "cuda"],
+        default=d.device,
+        help="ONNX Runtime provider: CUDA when a GPU is visible (auto), or forced",
+    )
+    a("--encoder-batch-size", type=int, default=d.encoder_batch_size)
+    a("--top-k", type=int, default=d.top_k)
+    a(
+        "--start-from",
+        choices=["earliest", "latest"],
+        default=d.start_from,
+        help="where to start when the group has no committed offsets",
+    )
+    a(
+        "--checkpoint-interval",
+        type=int,
+        default=d.checkpoint_interval_ms,
+        metavar="MS",
+        dest="checkpoint_interval_ms",
+        help="checkpoint interval in ms (0 disables)",
+    )
+    a("--checkpoint-dir", default=None, help="checkpoint storage (path or URI)")
+    a("--delivery", choices=["exactly-once", "at-least-once"], default=d.delivery)
+    a(
+        "--out-of-orderness",
+        type=int,
+        default=d.out_of_orderness_ms,
+        metavar="MS",
+        dest="out_of_orderness_ms",
+        help="bounded out-of-orderness of event time (ms)",
+    )
+    a(
+        "--state-ttl-days",
+        type=float,
+        default=d.state_ttl_days,
+        help="drop a user's profile after this many days without updates (0: never)",
+    )
+    a(
+        "--bundle-time",
+        type=int,
+        default=d.bundle_time_ms,
+        metavar="MS",
+        dest="bundle_time_ms",
+        help="max time records wait in a Python bundle (latency vs throughput)",
+    )
+    a("--bundle-size", type=int, default=d.bundle_size)
+    a(
+        "--kafka-property",
+        type=_kv,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        dest="kafka_properties",
+        help="extra Kafka client setting (SASL, SSL, ...); repeatable",
+    )
+    a("--jars", action="append", default=[], help="jar(s) for the job (default: the jar cache)")
+    a("--python-executable", default=None, help="python for the Flink Python workers")
+    a("--job-name", default=d.job_name)
+    return p
+
+
+def parse_args(argv: list[str] | None = None) -> JobConfig:
+    ns = parser().parse_args(argv)
+    values = vars(ns)
+    values["kafka_properties"] = dict(values["kafka_properties"])
+    for key in ("KAFKA_SECURITY_PROTOCOL", "KAFKA_SASL_MECHANISM"):
+        if key in os.environ:
+            prop = key[len("KAFKA_") :].lower().replace("_", ".")
+            values["kafka_properties"].setdefault(prop, os.environ[key])
+    return JobConfig(**values)

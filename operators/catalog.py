@@ -1,0 +1,110 @@
+"""The catalog as a dense, incrementally updated embedding matrix (pure numpy).
+
+Each task of the recommend operator keeps one of these beside Flink's broadcast state: broadcast
+state is the source of truth (checkpointed, restored), this index is the fast in-memory view the
+scorer multiplies against. It is rebuilt from broadcast state after a restore.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True, slots=True)
+class CatalogEntry:
+    """What broadcast state holds per item: the embedding and what the output needs."""
+
+    item_id: str
+    embedding: bytes  # float32, L2-normalised, little-endian
+    title: str
+    available: bool = True
+    price: float | None = None
+    ts: int | None = None
+
+    def vector(self) -> np.ndarray:
+        return np.frombuffer(self.embedding, dtype=np.float32)
+
+
+class CatalogIndex:
+    def __init__(self, dim: int, capacity: int = 1024):
+        self.dim = dim
+        self._emb = np.zeros((capacity, dim), dtype=np.float32)
+        self._available = np.zeros(capacity, dtype=bool)
+        self._ids: list[str | None] = [None] * capacity
+        self._row: dict[str, int] = {}
+        self._free: list[int] = []
+        self._size = 0  # rows in use or freed (high-water mark)
+        self.titles: dict[str, str] = {}
+        self.first_seen: dict[str, int | None] = {}
+
+    def __len__(self) -> int:
+        return len(self._row)
+
+    def __contains__(self, item_id: str) -> bool:
+        return item_id in self._row
+
+    def _grow(self) -> None:
+        cap = self._emb.shape[0] * 2
+        emb = np.zeros((cap, self.dim), dtype=np.float32)
+        emb[: self._size] = self._emb[: self._size]
+        avail = np.zeros(cap, dtype=bool)
+        avail[: self._size] = self._available[: self._size]
+        self._emb, self._available = emb, avail
+        self._ids.extend([None] * (cap - len(self._ids)))
+
+    def upsert(self, entry: CatalogEntry) -> None:
+        vec = entry.vector()
+        if vec.shape != (self.dim,):
+            raise ValueError(
+                f"item {entry.item_id}: embedding has shape {vec.shape}, want ({self.dim},)"
+            )
+        row = self._row.get(entry.item_id)
+        if row is None:
+            if self._free:
+                row = self._free.pop()
+            else:
+                if self._size == self._emb.shape[0]:
+                    self._grow()
+                row = self._size
+                self._size += 1
+            self._row[entry.item_id] = row
+            self._ids[row] = entry.item_id
+            self.first_seen.setdefault(entry.item_id, entry.ts)
+        self._emb[row] = vec
+        self._available[row] = entry.available
+        self.titles[entry.item_id] = entry.title
+
+    def remove(self, item_id: str) -> None:
+        row = self._row.pop(item_id, None)
+        if row is None:
+            return
+        self._emb[row] = 0.0
+        self._available[row] = False
+        self._ids[row] = None
+        self._free.append(row)
+        self.titles.pop(item_id, None)
+
+    def vector(self, item_id: str) -> np.ndarray | None:
+        row = self._row.get(item_id)
+        return None if row is None else self._emb[row]
+
+    def row(self, item_id: str) -> int | None:
+        return self._row.get(item_id)
+
+    def is_available(self, item_id: str) -> bool:
+        row = self._row.get(item_id)
+        return row is not None and bool(self._available[row])
+
+    @property
+    def embeddings(self) -> np.ndarray:
+        """[rows, dim] view; rows of removed items are zero and unavailable."""
+        return self._emb[: self._size]
+
+    @property
+    def available(self) -> np.ndarray:
+        return self._available[: self._size]
+
+    def item_id_at(self, row: int) -> str | None:
+        return self._ids[row]

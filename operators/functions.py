@@ -1,0 +1,193 @@
+"""Flink functions of the recommend job: thin shells that move records in and out of Flink
+state and call the pure logic in this package. No scoring, parsing or model math lives here.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+from pyflink.common import Row
+from pyflink.common.typeinfo import Types
+from pyflink.common.watermark_strategy import TimestampAssigner
+from pyflink.datastream import (
+    KeyedBroadcastProcessFunction,
+    MapFunction,
+    OutputTag,
+    ProcessFunction,
+    RuntimeContext,
+)
+from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
+
+from operators.catalog import CatalogEntry
+from operators.events import DeadLetter, Event, Item, ItemRemoved, parse_event, parse_item
+from operators.recommender import Recommender, catalog_entry
+
+log = logging.getLogger("streamrec.operators")
+
+# Row(key, value) as written by io.streamrec.flink.KeyValueRowSerializer
+KV_ROW = Types.ROW_NAMED(
+    ["key", "value"], [Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.PRIMITIVE_ARRAY(Types.BYTE())]
+)
+DLQ_TAG = OutputTag("dead-letters", KV_ROW)
+
+CATALOG_STATE = MapStateDescriptor("catalog", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
+
+
+def dead_letter_row(dl: DeadLetter) -> Row:
+    return Row(None, dl.to_json())
+
+
+class ParseEvents(ProcessFunction):
+    """Raw Kafka record -> Event; anything invalid -> dead-letter side output."""
+
+    def process_element(self, value, ctx):
+        parsed = parse_event(value[5], topic=value[0], partition=value[1], offset=value[2])
+        if isinstance(parsed, DeadLetter):
+            yield DLQ_TAG, dead_letter_row(parsed)
+        else:
+            yield parsed
+
+
+class ParseItems(ProcessFunction):
+    """Raw Kafka record of the items topic -> Item / ItemRemoved; invalid -> dead letters."""
+
+    def process_element(self, value, ctx):
+        parsed = parse_item(value[4], value[5], topic=value[0], partition=value[1], offset=value[2])
+        if isinstance(parsed, DeadLetter):
+            yield DLQ_TAG, dead_letter_row(parsed)
+        else:
+            yield parsed
+
+
+class EventTimestamps(TimestampAssigner):
+    def extract_timestamp(self, value, record_timestamp: int) -> int:
+        return value.ts
+
+
+class _EncoderFunction(MapFunction):
+    """Loads the ONNX encoder once per task in open(): verified file, provider chosen, warmed up."""
+
+    def __init__(self, model_dir: str, provider: str = "auto", batch_size: int = 64):
+        self.model_dir = model_dir
+        self.provider = provider
+        self.batch_size = batch_size
+        self.encoder = None
+
+    def open(self, runtime_context: RuntimeContext):
+        from models.encoder import Encoder
+
+        self.encoder = Encoder(self.model_dir, provider=self.provider, batch_size=self.batch_size)
+        self.encoder.warmup()
+        log.info(
+            "encoder %s loaded on %s in task %s",
+            self.encoder.model_id,
+            self.encoder.provider,
+            runtime_context.get_task_name_with_subtasks(),
+        )
+
+
+class EncodeItems(_EncoderFunction):
+    """Item -> CatalogEntry with its embedding (text encoded once per item version)."""
+
+    def map(self, value):
+        if isinstance(value, ItemRemoved):
+            return value
+        emb = self.encoder.encode([value.text()])[0]
+        return catalog_entry(value, emb)
+
+
+class EmbedQueries(_EncoderFunction):
+    """Event -> (Event, query vector bytes or None): search queries embedded by the same encoder."""
+
+    def map(self, value: Event):
+        if value.type == "search" and value.query:
+            vec = self.encoder.encode([value.query])[0]
+            return value, np.ascontiguousarray(vec, dtype="<f4").tobytes()
+        return value, None
+
+
+class Recommend(KeyedBroadcastProcessFunction):
+    """Keyed by user_id; the catalog arrives as broadcast state.
+
+    Per user, one ValueState holds the profile (operators.profile.Profile, pickled by PyFlink into
+    the RocksDB backend, with TTL). The
+    catalog lives in broadcast state (checkpointed) and, for speed, in an in-memory matrix that is
+    rebuilt from broadcast state after a restore.
+    """
+
+    def __init__(self, dim: int, model_id: str, top_k: int, state_ttl_days: float, params=None):
+        self.dim = dim
+        self.model_id = model_id
+        self.top_k = top_k
+        self.state_ttl_days = state_ttl_days
+        self.params = params or {}
+        self.core: Recommender | None = None
+        self.profile_state = None
+        self._synced = False
+
+    def open(self, runtime_context: RuntimeContext):
+        from pyflink.common.time import Time
+
+        desc = ValueStateDescriptor("profile", Types.PICKLED_BYTE_ARRAY())
+        if self.state_ttl_days and self.state_ttl_days > 0:
+            ttl = (
+                StateTtlConfig.new_builder(Time.milliseconds(int(self.state_ttl_days * 86400000)))
+                .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
+                .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
+                .build()
+            )
+            desc.enable_time_to_live(ttl)
+        self.profile_state = runtime_context.get_state(desc)
+        self.core = Recommender(self.dim, self.model_id, self.top_k, **self.params)
+        self._synced = False
+
+    def _sync(self, broadcast_state) -> None:
+        """After a (re)start, rebuild the in-memory catalog from restored broadcast state."""
+        if self._synced:
+            return
+        n = 0
+        for _, entry in broadcast_state.items():
+            self.core.upsert_item(entry)
+            n += 1
+        self._synced = True
+        if n:
+            log.info("catalog of %d items restored from broadcast state", n)
+
+    def process_broadcast_element(self, value, ctx):
+        state = ctx.get_broadcast_state(CATALOG_STATE)
+        self._sync(state)
+        if isinstance(value, CatalogEntry):
+            state.put(value.item_id, value)
+            self.core.upsert_item(value)
+        elif isinstance(value, ItemRemoved):
+            state.remove(value.item_id)
+            self.core.remove_item(value.item_id)
+
+    def process_element(self, value, ctx):
+        self._sync(ctx.get_broadcast_state(CATALOG_STATE))
+        event, qbytes = value
+        qvec = np.frombuffer(qbytes, dtype="<f4") if qbytes is not None else None
+        profile, out = self.core.on_event(self.profile_state.value(), event, qvec)
+        key = event.user_id.encode("utf-8")
+        if profile is None:  # forget_user: erase everything held for the user, emit a tombstone
+            self.profile_state.clear()
+            yield Row(key, None)
+            return
+        self.profile_state.update(profile)
+        if out is not None:
+            yield Row(key, out)
+
+
+__all__ = [
+    "CATALOG_STATE",
+    "DLQ_TAG",
+    "KV_ROW",
+    "EmbedQueries",
+    "EncodeItems",
+    "EventTimestamps",
+    "Item",
+    "ParseEvents",
+    "ParseItems",
+    "Recommend",
+]
