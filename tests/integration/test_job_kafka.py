@@ -1,0 +1,291 @@
+"""The recommend job end to end: a real Kafka broker, events produced with confluent-kafka, the
+job running as users run it (``python -m jobs.recommend`` = ``streamrec run``, local Flink
+mini-cluster, parallelism 2 over 2-partition topics), recommendations consumed and checked."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import uuid
+
+import pytest
+
+from tests.integration.conftest import consume_until, produce
+
+pytestmark = pytest.mark.integration
+
+TS0 = 1_291_190_000_000  # 2010-12-01
+CATALOG = {
+    "85123A": "WHITE HANGING HEART T-LIGHT HOLDER",
+    "71053": "WHITE METAL LANTERN",
+    "84406B": "CREAM CUPID HEARTS COAT HANGER",
+    "22752": "SET 7 BABUSHKA NESTING BOXES",
+    "21730": "GLASS STAR FROSTED T-LIGHT HOLDER",
+    "22633": "HAND WARMER UNION JACK",
+    "22632": "HAND WARMER RED POLKA DOT",
+}
+
+
+def event(eid, user, etype, ts, **kw):
+    return user, {"event_id": eid, "user_id": user, "type": etype, "ts": ts, **kw}
+
+
+def item(item_id, title, **kw):
+    return item_id, {"item_id": item_id, "title": title, "price": 2.55, **kw}
+
+
+class RunningJob:
+    def __init__(self, bootstrap, topics, model_dir, log_path, parallelism=2):
+        self.topics = topics
+        self.log_path = log_path
+        cmd = [
+            sys.executable,
+            "-m",
+            "jobs.recommend",
+            "--bootstrap-servers",
+            bootstrap,
+            "--events-topic",
+            topics["events"],
+            "--items-topic",
+            topics["items"],
+            "--output-topic",
+            topics["recs"],
+            "--dlq-topic",
+            topics["dlq"],
+            "--group-id",
+            f"it-{uuid.uuid4().hex[:8]}",
+            "--parallelism",
+            str(parallelism),
+            "--model",
+            str(model_dir),
+            "--top-k",
+            "5",
+            "--checkpoint-interval",
+            "2000",
+            "--checkpoint-dir",
+            str(log_path.parent / "ckpt"),
+        ]
+        self.log = log_path.open("wb")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def check_alive(self):
+        if self.proc.poll() is not None:
+            raise AssertionError(f"job exited with {self.proc.returncode}:\n{self.tail()}")
+
+    def tail(self, n=60):
+        self.log.flush()
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def job(kafka_bootstrap, topic_factory, tiny_model_dir, tmp_path_factory):
+    topics = {
+        "events": topic_factory("events", partitions=2),
+        "items": topic_factory("items", partitions=1, compacted=True),
+        "recs": topic_factory("recs", partitions=2),
+        "dlq": topic_factory("dlq", partitions=1),
+    }
+    produce(kafka_bootstrap, topics["items"], [item(k, t) for k, t in CATALOG.items()])
+    run = RunningJob(
+        kafka_bootstrap, topics, tiny_model_dir, tmp_path_factory.mktemp("job") / "job.log"
+    )
+    try:
+        # the job is up once a probe event has its list
+        produce(
+            kafka_bootstrap,
+            topics["events"],
+            [event("probe", "probe-user", "view", TS0, item_id="71053")],
+        )
+        got = consume_until(
+            kafka_bootstrap,
+            topics["recs"],
+            lambda recs: any(k == b"probe-user" for k, _ in recs),
+            timeout=240,
+            on_poll=run.check_alive,
+        )
+        assert got, f"no list for the probe event:\n{run.tail()}"
+        yield run
+    finally:
+        run.stop()
+
+
+def lists_for(records, users):
+    out = {}
+    for key, value in records:
+        if key is None or key.decode() not in users:
+            continue
+        out.setdefault(key.decode(), []).append(None if value is None else json.loads(value))
+    return out
+
+
+def test_one_list_per_event_in_user_order_with_catalog_items(kafka_bootstrap, job):
+    users = [f"c{n}-{uuid.uuid4().hex[:6]}" for n in range(4)]
+    types = ["view", "click", "add_to_cart", "purchase", "purchase"]
+    ids = list(CATALOG)
+    evs = []
+    for step, etype in enumerate(types):
+        for n, u in enumerate(users):
+            evs.append(
+                event(
+                    f"{u}-{step}",
+                    u,
+                    etype,
+                    TS0 + step * 60_000,
+                    item_id=ids[(n + step) % len(ids)],
+                    quantity=6,
+                    price=2.55,
+                )
+            )
+    evs.append(event(f"{users[0]}-s", users[0], "search", TS0 + 10 * 60_000, query="lantern"))
+    produce(kafka_bootstrap, job.topics["events"], evs)
+    want = {u: [e["event_id"] for k, e in evs if k == u] for u in users}
+
+    recs = consume_until(
+        kafka_bootstrap,
+        job.topics["recs"],
+        lambda rs: (
+            all(len(v) >= len(want[u]) for u, v in lists_for(rs, users).items())
+            and len(lists_for(rs, users)) == len(users)
+        ),
+        timeout=120,
+        on_poll=job.check_alive,
+    )
+    got = lists_for(recs, users)
+    for u in users:
+        # exactly one list per accepted event, in the order of the user's events
+        assert [r["trigger_event_id"] for r in got[u]] == want[u], job.tail()
+        for r in got[u]:
+            assert set(r) >= {
+                "user_id",
+                "trigger_event_id",
+                "event_ts",
+                "emitted_at",
+                "model",
+                "items",
+            }
+            assert r["user_id"] == u and r["model"].startswith("tiny-bert-onnx-fp32@")
+            assert 0 < len(r["items"]) <= 5
+            assert {i["item_id"] for i in r["items"]} <= set(CATALOG)
+            assert [i["score"] for i in r["items"]] == sorted(
+                (i["score"] for i in r["items"]), reverse=True
+            )
+
+
+def test_bad_records_go_to_the_dlq_and_later_events_still_get_lists(kafka_bootstrap, job):
+    u = f"dlq-{uuid.uuid4().hex[:6]}"
+    produce(
+        kafka_bootstrap,
+        job.topics["events"],
+        [
+            (u, b"{this is not json"),
+            (u, json.dumps({"event_id": "bad-type", "user_id": u, "type": "teleport", "ts": 1})),
+            (u, b"\xff\xfe\xfd"),
+            event(f"{u}-ok", u, "view", TS0, item_id="22633"),
+        ],
+    )
+    dead = consume_until(
+        kafka_bootstrap,
+        job.topics["dlq"],
+        lambda rs: len(rs) >= 3,
+        timeout=120,
+        on_poll=job.check_alive,
+    )
+    letters = [json.loads(v) for _, v in dead]
+    assert len(letters) >= 3
+    for d in letters:
+        assert set(d) == {"error", "source_topic", "partition", "offset", "raw"}
+        assert d["source_topic"] == job.topics["events"] and d["error"]
+        assert isinstance(d["offset"], int)
+    assert any(d["raw"] == "//79" for d in letters)  # non-UTF-8 kept as base64
+    recs = consume_until(
+        kafka_bootstrap,
+        job.topics["recs"],
+        lambda rs: u in lists_for(rs, {u}),
+        timeout=120,
+        on_poll=job.check_alive,
+    )
+    assert [r["trigger_event_id"] for r in lists_for(recs, {u})[u]] == [f"{u}-ok"]
+
+
+def test_item_arriving_after_its_events_is_filled_in(kafka_bootstrap, job):
+    u = f"late-{uuid.uuid4().hex[:6]}"
+    new_item = f"NEW-{uuid.uuid4().hex[:6]}"
+    produce(
+        kafka_bootstrap,
+        job.topics["events"],
+        [
+            event(f"{u}-0", u, "purchase", TS0, item_id=new_item, quantity=1),
+        ],
+    )
+    first = consume_until(
+        kafka_bootstrap,
+        job.topics["recs"],
+        lambda rs: u in lists_for(rs, {u}),
+        timeout=120,
+        on_poll=job.check_alive,
+    )
+    (rec,) = lists_for(first, {u})[u]
+    assert new_item not in {i["item_id"] for i in rec["items"]}  # not in the catalog yet
+    produce(kafka_bootstrap, job.topics["items"], [item(new_item, "PINK PAISLEY LUNCH BOX")])
+
+    # the item is now broadcast; the user's next events see it (awaited, not slept)
+    deadline, step = time.monotonic() + 120, 1
+    while True:
+        produce(
+            kafka_bootstrap,
+            job.topics["events"],
+            [event(f"{u}-{step}", u, "view", TS0 + step * 1000, item_id="71053")],
+        )
+        recs = consume_until(
+            kafka_bootstrap,
+            job.topics["recs"],
+            lambda rs, s=step: len(lists_for(rs, {u}).get(u, [])) > s,
+            timeout=60,
+            on_poll=job.check_alive,
+        )
+        last = lists_for(recs, {u})[u][-1]
+        if new_item in {i["item_id"] for i in last["items"]}:
+            break
+        assert time.monotonic() < deadline, f"late item never recommended:\n{job.tail()}"
+        step += 1
+    # bought once (repeat purchases count) and now embedded: it ranks first
+    assert last["items"][0]["item_id"] == new_item
+
+
+def test_forget_user_emits_a_tombstone_and_clears_state(kafka_bootstrap, job):
+    u = f"forget-{uuid.uuid4().hex[:6]}"
+    produce(
+        kafka_bootstrap,
+        job.topics["events"],
+        [
+            event(f"{u}-0", u, "purchase", TS0, item_id="22752"),
+            event(f"{u}-1", u, "forget_user", TS0 + 1000),
+            event(f"{u}-2", u, "view", TS0 + 2000, item_id="21730"),
+        ],
+    )
+    recs = consume_until(
+        kafka_bootstrap,
+        job.topics["recs"],
+        lambda rs: len(lists_for(rs, {u}).get(u, [])) >= 3,
+        timeout=120,
+        on_poll=job.check_alive,
+    )
+    seq = lists_for(recs, {u})[u]
+    assert seq[0]["trigger_event_id"] == f"{u}-0"
+    assert seq[1] is None  # tombstone: key user_id, null value
+    # after forgetting, the earlier purchase no longer boosts its item
+    after = seq[2]
+    assert after["trigger_event_id"] == f"{u}-2"
+    assert after["items"][0]["item_id"] == "21730"
