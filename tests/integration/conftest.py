@@ -1,0 +1,203 @@
+"""Integration fixtures: a real Apache Kafka broker (KRaft) for the whole session, per-test topics,
+and produce / consume helpers that wait on conditions instead of sleeping.
+
+- ``kafka_bootstrap`` (session): starts a broker with ``streamrec.kafka_broker.start`` on a free
+  port and a temporary data dir, stops it at the end. ``STREAMREC_TEST_BOOTSTRAP=host:port``
+  uses an already running broker instead.
+- ``topic_factory``: ``make(prefix, partitions=1, compacted=False) -> name`` creates a uniquely
+  named topic (uuid suffix) and deletes it after the test.
+- ``produce`` / ``consume_until``: the helper functions below, as fixtures.
+- ``flink_standalone`` (session, only started when a test asks for it): a local standalone Flink
+  cluster from the PyFlink wheel; yields ``{"rest", "env", "flink"}`` for ``flink run``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
+
+from streamrec import flink_cluster, kafka_broker, topics
+
+
+@dataclass(frozen=True)
+class Record:
+    """A consumed record: ``value`` is the decoded JSON, the raw bytes if not JSON, or None."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: str | None
+    value: Any
+    raw: bytes | None
+
+
+def _encode(value) -> bytes | None:
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, str):
+        return value.encode()
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def produce(bootstrap: str, topic: str, records: Iterable[tuple[Any, Any]], timeout=30) -> int:
+    """Produce ``(key, value)`` pairs in order (value: dict -> JSON, str, bytes or None = tombstone).
+
+    Waits for every delivery; raises AssertionError on a delivery error. Returns the count.
+    """
+    errors: list[KafkaError] = []
+
+    def on_delivery(err, _msg):
+        if err is not None:
+            errors.append(err)
+
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    n = 0
+    try:
+        for key, value in records:
+            producer.produce(topic, key=_encode(key), value=_encode(value), on_delivery=on_delivery)
+            producer.poll(0)
+            n += 1
+    finally:
+        left = producer.flush(timeout)
+    assert not errors and not left, f"delivery failed: {errors[:3]} ({left} undelivered)"
+    return n
+
+
+def _decode(raw: bytes | None):
+    if raw is None:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def consume_until(
+    bootstrap: str,
+    topic: str,
+    until: int | Callable[[list[Record]], bool],
+    timeout: float = 60,
+) -> list[Record]:
+    """Read ``topic`` from the beginning until ``until`` holds, then return everything read.
+
+    ``until`` is a record count (at least that many) or a predicate on the records so far.
+    Raises AssertionError with what arrived when ``timeout`` seconds pass first. Waits for the
+    topic to exist (a job may create it).
+    """
+    done = (lambda recs: len(recs) >= until) if isinstance(until, int) else until
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"test-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    records: list[Record] = []
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            md = consumer.list_topics(topic, timeout=10).topics.get(topic)
+            if md is not None and md.error is None and md.partitions:
+                break
+            assert time.monotonic() < deadline, f"topic {topic!r} never appeared"
+            time.sleep(0.2)
+        consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in md.partitions])
+        while not done(records):
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(
+                    f"{topic}: condition not met within {timeout:.0f}s; got {len(records)} "
+                    f"records, last: {records[-3:]}"
+                )
+            msg = consumer.poll(min(left, 0.5))
+            if msg is None or msg.error():
+                continue
+            key = msg.key().decode(errors="replace") if msg.key() is not None else None
+            records.append(
+                Record(
+                    msg.topic(),
+                    msg.partition(),
+                    msg.offset(),
+                    key,
+                    _decode(msg.value()),
+                    msg.value(),
+                )
+            )
+    finally:
+        consumer.close()
+    return records
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap(tmp_path_factory) -> str:
+    existing = os.environ.get("STREAMREC_TEST_BOOTSTRAP")
+    if existing:
+        yield existing
+        return
+    data_dir = tmp_path_factory.mktemp("kafka")
+    bootstrap = kafka_broker.start(kafka_broker.free_port(), data_dir, timeout=120)
+    try:
+        yield bootstrap
+    finally:
+        kafka_broker.stop(data_dir)
+
+
+@pytest.fixture
+def topic_factory(kafka_bootstrap):
+    created: list[str] = []
+
+    def make(
+        prefix: str = "t",
+        partitions: int = 1,
+        compacted: bool = False,
+        config: dict[str, str] | None = None,
+    ) -> str:
+        name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+        topics.ensure_topics(
+            kafka_bootstrap,
+            {name: partitions},
+            config=config,
+            compacted={name} if compacted else set(),
+        )
+        created.append(name)
+        return name
+
+    yield make
+    if created:
+        try:
+            topics.delete_topics(kafka_bootstrap, created, timeout=10)
+        except Exception as e:  # best effort: the broker goes away with the session anyway
+            print(f"could not delete test topics {created}: {e}")
+
+
+@pytest.fixture(name="produce")
+def produce_fixture():
+    return produce
+
+
+@pytest.fixture(name="consume_until")
+def consume_until_fixture():
+    return consume_until
+
+
+@pytest.fixture(scope="session")
+def flink_standalone(tmp_path_factory):
+    base = tmp_path_factory.mktemp("flink")
+    rest = flink_cluster.start(kafka_broker.free_port(), slots=2, base_dir=base, timeout=180)
+    try:
+        yield {
+            "rest": rest,
+            "env": flink_cluster.cluster_env(base),
+            "flink": str(flink_cluster.flink_bin()),
+        }
+    finally:
+        flink_cluster.stop(base)

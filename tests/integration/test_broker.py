@@ -1,0 +1,109 @@
+"""The real broker fixture, topic creation, replay and watch against it."""
+
+from __future__ import annotations
+
+import io
+import socket
+import time
+
+import pytest
+
+from streamrec import kafka_broker, paths, replay, retail, topics, watch
+
+pytestmark = pytest.mark.integration
+
+
+def test_round_trip_keeps_per_key_order(kafka_bootstrap, topic_factory, produce, consume_until):
+    topic = topic_factory("roundtrip", partitions=3)
+    sent = [(f"u{i % 4}", {"n": i}) for i in range(40)] + [("u0", None), ("u1", b"\xff raw")]
+    produce(kafka_bootstrap, topic, sent)
+    got = consume_until(kafka_bootstrap, topic, len(sent), timeout=30)
+    assert len(got) == len(sent)
+    for user in ("u0", "u1", "u2", "u3"):
+        mine = [r.value for r in got if r.key == user]
+        assert mine == [v for k, v in sent if k == user]
+    assert {r.partition for r in got} <= {0, 1, 2}
+
+
+def test_compacted_topic(kafka_bootstrap, topic_factory):
+    compacted = topic_factory("items", compacted=True)
+    plain = topic_factory("events", partitions=2)
+    assert topics.topic_config(kafka_bootstrap, compacted)["cleanup.policy"] == "compact"
+    assert topics.topic_config(kafka_bootstrap, plain)["cleanup.policy"] == "delete"
+    # idempotent: a second call creates nothing and leaves the partitions as they are
+    assert topics.ensure_topics(kafka_bootstrap, {plain: 5, compacted: 1}) == []
+
+
+def test_replay_then_watch(kafka_bootstrap, topic_factory, consume_until, produce):
+    events, items, recs = (topic_factory(n, partitions=2) for n in ("ev", "it", "rec"))
+    rows = retail.iter_retail_rows(paths.sample_data_file(), end="2010-12-02")
+    records = list(retail.to_contract_records(retail.first_users(rows, 3)))
+    counts = replay.replay(records, kafka_bootstrap, events, items, progress=False)
+    n_events = sum(1 for r in records if r[0] == "events")
+    assert counts["errors"] == 0 and counts["events"] == n_events > 0
+    got = consume_until(kafka_bootstrap, events, n_events, timeout=30)
+    assert {r.value["type"] for r in got} == {"purchase"}
+    assert all(r.key == r.value["user_id"] for r in got)
+    # per user, events keep their order
+    for user in {r.key for r in got}:
+        ids = [r.value["event_id"] for r in got if r.key == user]
+        assert ids == [v["event_id"] for k, u, v in records if k == "events" and u == user]
+
+    first = next(r for r in records if r[0] == "items")[2]
+    rec = {
+        "user_id": "17850",
+        "trigger_event_id": "536365-1",
+        "event_ts": first["ts"],
+        "emitted_at": first["ts"] + 5,
+        "model": "test@0",
+        "items": [{"item_id": first["item_id"], "score": 0.9}],
+    }
+    produce(kafka_bootstrap, recs, [("17850", rec), ("17850", None)])
+    out = io.StringIO()
+    n = watch.watch(kafka_bootstrap, recs, items, from_beginning=True, max_records=2, out=out)
+    text = out.getvalue()
+    assert n == 2
+    assert first["title"] in text and "0.900" in text and "forgotten" in text
+
+
+def test_start_stop_restart_cleanly(tmp_path):
+    """A second broker in its own data dir: start, restart on the same storage, clean stop."""
+    port = kafka_broker.free_port()
+    t0 = time.monotonic()
+    bootstrap = kafka_broker.start(port, tmp_path, timeout=120)
+    started = time.monotonic() - t0
+    try:
+        assert kafka_broker.status(tmp_path)["answering"]
+        assert kafka_broker.start(port, tmp_path) == bootstrap  # idempotent
+        with pytest.raises(kafka_broker.BrokerError, match="already runs"):
+            kafka_broker.start(kafka_broker.free_port(), tmp_path)
+        topics.ensure_topics(bootstrap, {"kept": 1})
+    finally:
+        assert kafka_broker.stop(tmp_path) is True
+    assert not kafka_broker.status(tmp_path)["running"]
+    assert kafka_broker.stop(tmp_path) is False  # idempotent
+    with socket.socket() as s:  # the port is free again
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+    log = (tmp_path / "broker.log").read_text()
+    assert "shut down completely" in log
+    assert " ERROR " not in log, [line for line in log.splitlines() if " ERROR " in line][:5]
+
+    # same storage, formatted once: it comes back with its topics
+    kafka_broker.start(port, tmp_path, timeout=120)
+    try:
+        admin = topics.admin_client(bootstrap)
+        assert "kept" in admin.list_topics(timeout=10).topics
+        del admin
+    finally:
+        kafka_broker.stop(tmp_path)
+    print(f"broker start: {started:.1f}s")
+
+
+def test_start_refuses_a_busy_port(tmp_path):
+    port = kafka_broker.free_port()
+    with socket.socket() as blocker:  # the port is taken: start refuses with a clear error
+        blocker.bind(("127.0.0.1", port))
+        blocker.listen()
+        with pytest.raises(kafka_broker.BrokerError, match="in use"):
+            kafka_broker.start(port, tmp_path)
