@@ -13,7 +13,7 @@ import json
 import sys
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 
 from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
@@ -137,8 +137,10 @@ def watch(
     client_config: Mapping[str, str] | None = None,
     out=sys.stdout,
     idle_timeout: float | None = None,
+    stop_when: Callable[[], bool] | None = None,
 ) -> int:
-    """Print recommendation lists until Ctrl-C, ``max_records`` or ``idle_timeout`` s of silence.
+    """Print recommendation lists until Ctrl-C, ``max_records``, ``idle_timeout`` s of silence
+    or ``stop_when()`` returning true (checked between polls).
 
     Returns the number of lists printed.
     """
@@ -174,6 +176,8 @@ def watch(
         while max_records is None or printed < max_records:
             if errors:
                 raise RuntimeError(f"fatal Kafka error: {errors[0]}")
+            if stop_when is not None and stop_when():
+                break
             msg = consumer.poll(0.5)
             if msg is None:
                 if idle_timeout is not None and time.monotonic() - last > idle_timeout:

@@ -29,14 +29,26 @@ from streamrec import flink_cluster, kafka_broker, topics
 
 @dataclass(frozen=True)
 class Record:
-    """A consumed record: ``value`` is the decoded JSON, the raw bytes if not JSON, or None."""
+    """A consumed record. Unpacks as ``key, value`` (raw bytes, None for a null key or tombstone);
+    ``key_str`` and ``json`` decode them."""
 
+    key: bytes | None
+    value: bytes | None
     topic: str
     partition: int
     offset: int
-    key: str | None
-    value: Any
-    raw: bytes | None
+
+    def __iter__(self):
+        return iter((self.key, self.value))
+
+    @property
+    def key_str(self) -> str | None:
+        return None if self.key is None else self.key.decode(errors="replace")
+
+    @property
+    def json(self) -> Any:
+        """The value parsed as JSON (None for a tombstone; ValueError if it is not JSON)."""
+        return None if self.value is None else json.loads(self.value)
 
 
 def _encode(value) -> bytes | None:
@@ -71,26 +83,19 @@ def produce(bootstrap: str, topic: str, records: Iterable[tuple[Any, Any]], time
     return n
 
 
-def _decode(raw: bytes | None):
-    if raw is None:
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        return raw
-
-
 def consume_until(
     bootstrap: str,
     topic: str,
     until: int | Callable[[list[Record]], bool],
     timeout: float = 60,
+    on_poll: Callable[[], None] | None = None,
 ) -> list[Record]:
     """Read ``topic`` from the beginning until ``until`` holds, then return everything read.
 
     ``until`` is a record count (at least that many) or a predicate on the records so far.
-    Raises AssertionError with what arrived when ``timeout`` seconds pass first. Waits for the
-    topic to exist (a job may create it).
+    ``on_poll`` runs between polls (e.g. to raise when the job under test has died). Raises
+    AssertionError with what arrived when ``timeout`` seconds pass first. Waits for the topic to
+    exist (a job may create it).
     """
     done = (lambda recs: len(recs) >= until) if isinstance(until, int) else until
     consumer = Consumer(
@@ -105,6 +110,8 @@ def consume_until(
     deadline = time.monotonic() + timeout
     try:
         while True:
+            if on_poll is not None:
+                on_poll()
             md = consumer.list_topics(topic, timeout=10).topics.get(topic)
             if md is not None and md.error is None and md.partitions:
                 break
@@ -119,18 +126,12 @@ def consume_until(
                     f"records, last: {records[-3:]}"
                 )
             msg = consumer.poll(min(left, 0.5))
+            if on_poll is not None:
+                on_poll()
             if msg is None or msg.error():
                 continue
-            key = msg.key().decode(errors="replace") if msg.key() is not None else None
             records.append(
-                Record(
-                    msg.topic(),
-                    msg.partition(),
-                    msg.offset(),
-                    key,
-                    _decode(msg.value()),
-                    msg.value(),
-                )
+                Record(msg.key(), msg.value(), msg.topic(), msg.partition(), msg.offset())
             )
     finally:
         consumer.close()
