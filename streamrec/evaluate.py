@@ -353,7 +353,7 @@ def run_job(
             for msg in msgs:
                 handle(msg, now)
         bar.close()
-        seconds["job_lists"] = round(time.monotonic() - t0, 3)
+        seconds["lists"] = round(time.monotonic() - t0, 3)
         replayer.join(60)
         # read the rest of the events topic for produce times (the lists may all be in first)
         ends = {
@@ -634,10 +634,10 @@ def main(argv: list[str] | None = None) -> int:
             bootstrap = args.bootstrap_servers
             if bootstrap is None:
                 data_dir = paths.runtime_dir() / f"evaluate-{os.getpid()}-{int(time.time())}"
+                stack.callback(shutil.rmtree, data_dir, True)  # runs after the broker stops
                 bootstrap = stack.enter_context(
                     kafka_broker.running_broker(kafka_broker.free_port(), data_dir)
                 )
-                stack.callback(shutil.rmtree, data_dir, True)
             run_info["bootstrap"] = bootstrap
             try:
                 res = run_job(
