@@ -175,8 +175,7 @@ def _format_storage(java: str, jar_dir: Path, data_dir: Path) -> None:
         _classpath(jar_dir),
         "kafka.tools.StorageTool",
         "format",
-        "-t",
-        cluster_id,
+        f"--cluster-id={cluster_id}",  # '=' form: a random id may start with '-'
         "-c",
         str(data_dir / PROPS_FILE),
         "--standalone",
