@@ -219,7 +219,12 @@ class Encoder:
         else:
             providers = ["CPUExecutionProvider"]
         model_path = self.model_dir / self.manifest.get("model_file", "model.onnx")
-        self.session = ort.InferenceSession(str(model_path), so, providers=providers)
+        self.session = ort.InferenceSession(
+            str(model_path),
+            so,
+            providers=providers,
+            disabled_optimizers=list(self.manifest.get("ort_disabled_optimizers") or []),
+        )
         active = self.session.get_providers()
         if self.provider == "cuda" and active[0] != "CUDAExecutionProvider":
             raise RuntimeError(f"CUDA was chosen ({reason}) but ONNX Runtime gave {active}")

@@ -47,9 +47,13 @@ def test_manifest_describes_the_export(exports, variant):
     assert manifest["opset"] == ex.DEFAULT_OPSET
     assert manifest["source_checkpoint"].endswith(TINY_BERT_NAME)
     assert manifest["created_at"]
-    # ORT's transformer optimizer fused attention, layer norms and GELU
+    # ORT's transformer optimizer fused attention, embedding layer norm and GELU (with bias);
+    # SkipLayerNormalization is kept apart on CPU, in the graph and in the session
     assert manifest["optimizer_fusions"].get("Attention") == 2
-    assert manifest["optimizer_fusions"].get("SkipLayerNormalization", 0) >= 2
+    assert manifest["optimizer_fusions"].get("EmbedLayerNormalization") == 1
+    assert manifest["optimizer_fusions"].get("BiasGelu") == 2
+    assert "SkipLayerNormalization" not in manifest["optimizer_fusions"]
+    assert manifest["ort_disabled_optimizers"] == ["SkipLayerNormFusion"]
     assert (out_dir / "tokenizer.json").is_file()
     assert "tokenizer.json" in manifest["tokenizer_files"]
     assert sorted(p.name for p in out_dir.iterdir() if p.suffix == ".onnx") == ["model.onnx"]
@@ -95,6 +99,8 @@ def test_int8_is_quantised_and_smaller(exports):
 
 def test_fp16_export(tmp_path, tiny_ckpt):
     manifest = ex.export_model(tiny_ckpt, tmp_path / "fp16", variant="fp16", name=TINY_BERT_NAME)
+    assert manifest["optimizer_fusions"].get("SkipLayerNormalization") == 4  # GPU: all fused
+    assert manifest["ort_disabled_optimizers"] == []
     graph = onnx.load(str(tmp_path / "fp16" / "model.onnx")).graph
     assert any(init.data_type == onnx.TensorProto.FLOAT16 for init in graph.initializer), (
         "no fp16 weights"
