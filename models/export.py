@@ -180,7 +180,7 @@ def load_pooled_model(checkpoint_dir: Path):
     if not getattr(tokenizer, "is_fast", False):
         raise ExportError(f"{checkpoint_dir} has no fast tokenizer (tokenizer.json)")
     # Eager attention: traces to the MatMul/Softmax pattern ORT's optimizer fuses into Attention.
-    model = AutoModel.from_pretrained(checkpoint_dir, attn_implementation="eager")
+    model = AutoModel.from_pretrained(checkpoint_dir, attn_implementation="eager").float()
     use_tt = (
         "token_type_ids" in inspect.signature(model.forward).parameters
         and (getattr(config, "type_vocab_size", 0) or 0) > 0

@@ -1,0 +1,35 @@
+"""``streamrec bench NAME [flags]``: dispatch to ``benchmarks.NAME.main(flags)``."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+BENCHMARKS: dict[str, str] = {
+    "encoder": "PyTorch eager vs the ONNX encoder variants (CPU; GPU sweep where CUDA is usable)",
+    "quality": "baseline recommendation quality on the Online Retail file (no Kafka, no job)",
+}
+
+
+def usage() -> str:
+    width = max(map(len, BENCHMARKS))
+    lines = ["usage: streamrec bench NAME [flags]   (streamrec bench NAME --help)", ""]
+    lines += [f"  {name.ljust(width)}  {desc}" for name, desc in BENCHMARKS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in BENCHMARKS:
+        print(f"streamrec bench: unknown benchmark {name!r}\n\n{usage()}", file=sys.stderr)
+        return 2
+    module = importlib.import_module(f"benchmarks.{name}")
+    return int(module.main(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
