@@ -356,6 +356,7 @@ def main(argv: list[str] | None = None) -> int:
         f"batch {args.batch}, {args.threads} threads, {args.rounds} rounds\n"
     )
 
+    load_before = os.getloadavg()[0]
     results: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in engines}
     for w in workloads:
         batches = make_batches(tok, inputs[w], args.batch, manifest["max_length"], True)
@@ -396,7 +397,18 @@ def main(argv: list[str] | None = None) -> int:
                 f"{r['p50_ms']:>8.2f} {r['p99_ms']:>8.2f} {ratio:>8} {mc:>9} {nc:>9}"
             )
     main_w = "titles" if "titles" in workloads else workloads[0]
-    print()
+    load = {"before": load_before, "after": os.getloadavg()[0], "cpus": os.cpu_count()}
+    print(
+        f"\n1-min load average {load['before']:.2f} before, {load['after']:.2f} after "
+        f"({load['cpus']} CPUs)"
+    )
+    # the load average counts this benchmark's own threads after the run, not before it
+    load["others_est"] = max(load["before"], load["after"] - args.threads)
+    if load["others_est"] > 0.5 * (os.cpu_count() or 1):
+        print(
+            "WARNING: other processes were competing for the CPUs; PyTorch's OpenMP threads "
+            "suffer more from that than ONNX Runtime's, so the ratios overstate ONNX's lead"
+        )
     for v, target in TARGETS.items():
         r = results.get(v, {}).get(main_w)
         if r and "ratio_vs_torch" in r:
@@ -446,6 +458,7 @@ def main(argv: list[str] | None = None) -> int:
                 "workload": main_w,
                 "threads": args.threads,
                 "batch": args.batch,
+                "load_average": load,
                 **r,
                 "workloads": per_w,
             }
