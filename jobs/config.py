@@ -40,6 +40,7 @@ class JobConfig:
     kafka_properties: dict[str, str] = field(default_factory=dict)
     jars: list[str] = field(default_factory=list)
     python_executable: str | None = None
+    restart_attempts: int = -1
     job_name: str = "streamrec-recommend"
 
     def resolved_checkpoint_dir(self) -> str:
@@ -147,6 +148,13 @@ def parser() -> argparse.ArgumentParser:
     )
     a("--jars", action="append", default=[], help="jar(s) for the job (default: the jar cache)")
     a("--python-executable", default=None, help="python for the Flink Python workers")
+    a(
+        "--restart-attempts",
+        type=int,
+        default=d.restart_attempts,
+        help="on failure: -1 restarts from the last checkpoint forever (exponential backoff), "
+        "0 fails the job, N restarts N times",
+    )
     a("--job-name", default=d.job_name)
     return p
 

@@ -82,9 +82,23 @@ def environment(cfg: JobConfig) -> StreamExecutionEnvironment:
     conf.set_string("python.fn-execution.bundle.time", str(cfg.bundle_time_ms))
     conf.set_string("python.fn-execution.bundle.size", str(cfg.bundle_size))
     conf.set_string("pipeline.name", cfg.job_name)
-    if cfg.python_executable:
-        conf.set_string("python.executable", cfg.python_executable)
+    python = cfg.python_executable
+    if python is None and not _submitted_by_flink_cli():
+        python = sys.executable  # local mini-cluster: workers run this interpreter (its venv)
+    if python:
+        conf.set_string("python.executable", python)
+    if cfg.restart_attempts < 0:  # keep serving: restart from the last checkpoint, with backoff
+        conf.set_string("restart-strategy.type", "exponential-delay")
+    elif cfg.restart_attempts == 0:
+        conf.set_string("restart-strategy.type", "none")
+    else:
+        conf.set_string("restart-strategy.type", "fixed-delay")
+        conf.set_string("restart-strategy.fixed-delay.attempts", str(cfg.restart_attempts))
+        conf.set_string("restart-strategy.fixed-delay.delay", "5 s")
     env = StreamExecutionEnvironment.get_execution_environment(conf)
+    env.configure(conf)  # also when the JVM (and an earlier environment) already exists
+    if python:
+        env.set_python_executable(python)
     env.add_jars(*cfg.resolved_jars())
     env.set_parallelism(cfg.parallelism)
     if cfg.checkpoint_interval_ms > 0:
@@ -200,8 +214,6 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     cfg = parse_args(argv)
-    if cfg.python_executable is None and not _submitted_by_flink_cli():
-        cfg.python_executable = sys.executable  # local mini-cluster: workers use this interpreter
     env = environment(cfg)
     build(env, cfg)
     log.info(

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import sys
+from pathlib import Path
+
 import pytest
+
+# Flink's Python workers and the job subprocesses resolve `python` from PATH when no interpreter is
+# configured (and PyFlink drops python.executable for a second environment in one JVM): make it
+# this interpreter, as `./dev` does by putting .venv/bin first.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
 @pytest.fixture(scope="session")

@@ -64,6 +64,8 @@ class RunningJob:
             "5",
             "--checkpoint-interval",
             "2000",
+            "--restart-attempts",
+            "0",
             "--checkpoint-dir",
             str(log_path.parent / "ckpt"),
         ]

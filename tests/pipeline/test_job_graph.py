@@ -109,13 +109,16 @@ def test_job_graph_on_minicluster(tiny_model_dir, tmp_path, parallelism):
         top_k=4,
         checkpoint_dir=str(tmp_path / "ckpt"),
         checkpoint_interval_ms=1000,
+        restart_attempts=0,
     )
     env: StreamExecutionEnvironment = environment(cfg)
     items_raw = env.from_collection(item_rows(), type_info=RAW_ROW)
     events_raw = env.from_collection(event_rows(), type_info=RAW_ROW)
     recs, dead = pipeline(items_raw, events_raw, cfg)
-    with recs.union(dead).execute_and_collect() as results:
-        out = [(r[0], r[1]) for r in results]
+    # collected as pickled Python tuples (PyFlink's Row collection cannot carry a null byte[])
+    collected = recs.union(dead).map(lambda r: (r[0], r[1]))
+    with collected.execute_and_collect() as results:
+        out = list(results)
 
     lists = [json.loads(v) for k, v in out if k is not None and v is not None]
     tombstones = [k.decode() for k, v in out if k is not None and v is None]
