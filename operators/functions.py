@@ -110,7 +110,7 @@ class EmbedQueries(_EncoderFunction):
 class Recommend(KeyedBroadcastProcessFunction):
     """Keyed by user_id; the catalog arrives as broadcast state.
 
-    Per user, one ValueState holds the profile (operators.profile.Profile, pickled by PyFlink into
+    Per user, one ValueState holds the profile (operators.user_profile.Profile, pickled by PyFlink into
     the RocksDB backend, with TTL). The
     catalog lives in broadcast state (checkpointed) and, for speed, in an in-memory matrix that is
     rebuilt from broadcast state after a restore.

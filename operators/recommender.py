@@ -13,7 +13,7 @@ import numpy as np
 
 from operators.catalog import CatalogEntry, CatalogIndex
 from operators.events import SCORED_TYPES, Event, Item
-from operators.profile import Profile, ProfileParams, apply_event
+from operators.user_profile import Profile, ProfileParams, apply_event
 from operators.scoring import ScoringParams, recommend
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from operators.catalog import CatalogIndex
-from operators.profile import Profile, ProfileParams, decay
+from operators.user_profile import Profile, ProfileParams, decay
 
 
 @dataclass(frozen=True)

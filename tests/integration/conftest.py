@@ -202,3 +202,41 @@ def flink_standalone(tmp_path_factory):
         }
     finally:
         flink_cluster.stop(base)
+
+
+def wait_for_catalog(
+    bootstrap: str,
+    events_topic: str,
+    recs_topic: str,
+    item_id: str,
+    timeout: float = 240,
+    on_poll=None,
+) -> None:
+    """Send probe events until the running job answers one with a list that names catalog items:
+    the job is up and its broadcast catalog has arrived (awaited, not slept)."""
+    deadline = time.monotonic() + timeout
+    step = 0
+    while True:
+        probe = f"probe-{uuid.uuid4().hex[:6]}-{step}"
+        event = {
+            "event_id": probe,
+            "user_id": "probe",
+            "type": "view",
+            "item_id": item_id,
+            "ts": step,
+        }
+        produce(bootstrap, events_topic, [("probe", event)])
+        recs = consume_until(
+            bootstrap,
+            recs_topic,
+            lambda rs, p=probe: any(
+                r.key == b"probe" and r.value and json.loads(r.value)["trigger_event_id"] == p
+                for r in rs
+            ),
+            timeout=max(deadline - time.monotonic(), 1),
+            on_poll=on_poll,
+        )
+        mine = [json.loads(r.value) for r in recs if r.key == b"probe" and r.value]
+        if any(m["trigger_event_id"] == probe and m["items"] for m in mine):
+            return
+        step += 1

@@ -12,7 +12,8 @@ import uuid
 
 import pytest
 
-from tests.integration.conftest import consume_until, produce
+from streamrec.topics import ensure_topics
+from tests.integration.conftest import consume_until, produce, wait_for_catalog
 
 pytestmark = pytest.mark.integration
 
@@ -92,32 +93,28 @@ class RunningJob:
 
 
 @pytest.fixture(scope="module")
-def job(kafka_bootstrap, topic_factory, tiny_model_dir, tmp_path_factory):
+def job(kafka_bootstrap, tiny_model_dir, tmp_path_factory):
+    run_id = uuid.uuid4().hex[:8]
     topics = {
-        "events": topic_factory("events", partitions=2),
-        "items": topic_factory("items", partitions=1, compacted=True),
-        "recs": topic_factory("recs", partitions=2),
-        "dlq": topic_factory("dlq", partitions=1),
+        "events": f"events-{run_id}",
+        "items": f"items-{run_id}",
+        "recs": f"recs-{run_id}",
+        "dlq": f"dlq-{run_id}",
     }
+    ensure_topics(
+        kafka_bootstrap,
+        {topics["events"]: 2, topics["items"]: 1, topics["recs"]: 2, topics["dlq"]: 1},
+        compacted={topics["items"]},
+    )
     produce(kafka_bootstrap, topics["items"], [item(k, t) for k, t in CATALOG.items()])
     run = RunningJob(
         kafka_bootstrap, topics, tiny_model_dir, tmp_path_factory.mktemp("job") / "job.log"
     )
     try:
-        # the job is up once a probe event has its list
-        produce(
-            kafka_bootstrap,
-            topics["events"],
-            [event("probe", "probe-user", "view", TS0, item_id="71053")],
+        # the job is up, and has its catalog, once a probe event gets a list naming items
+        wait_for_catalog(
+            kafka_bootstrap, topics["events"], topics["recs"], "71053", on_poll=run.check_alive
         )
-        got = consume_until(
-            kafka_bootstrap,
-            topics["recs"],
-            lambda recs: any(k == b"probe-user" for k, _ in recs),
-            timeout=240,
-            on_poll=run.check_alive,
-        )
-        assert got, f"no list for the probe event:\n{run.tail()}"
         yield run
     finally:
         run.stop()

@@ -4,9 +4,9 @@ import numpy as np
 
 from operators.catalog import CatalogEntry, CatalogIndex
 from operators.events import Event
-from operators.profile import DAY_MS, Profile, ProfileParams, apply_event, decay
 from operators.recommender import Recommender
 from operators.scoring import ScoringParams, recommend, top_k
+from operators.user_profile import DAY_MS, Profile, ProfileParams, apply_event, decay
 
 
 def unit(*xs):
