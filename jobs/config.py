@@ -33,7 +33,10 @@ class JobConfig:
     checkpoint_interval_ms: int = 10_000
     checkpoint_dir: str | None = None
     delivery: str = "at-least-once"
-    out_of_orderness_ms: int = 5_000
+    out_of_orderness_ms: int = 1_000
+    idleness_ms: int = 2_000
+    align: str = "event-time"
+    max_wait_ms: int = 3_000
     state_ttl_days: float = 90.0
     bundle_time_ms: int = 20
     bundle_size: int = 1000

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -40,6 +41,7 @@ from operators.functions import (
     EmbedQueries,
     EncodeItems,
     EventTimestamps,
+    ItemTimestamps,
     ParseEvents,
     ParseItems,
     Recommend,
@@ -156,10 +158,19 @@ def pipeline(items_raw, events_raw, cfg: JobConfig):
     model_dir, manifest = resolve_model(cfg.model)
     model_id, dim = manifest["model_id"], int(manifest["dim"])
 
-    # catalog: parse -> embed (once per item version) -> broadcast to every recommend task
+    def event_time(assigner):
+        strategy = WatermarkStrategy.for_bounded_out_of_orderness(
+            Duration.of_millis(cfg.out_of_orderness_ms)
+        ).with_timestamp_assigner(assigner)
+        return strategy.with_idleness(Duration.of_millis(cfg.idleness_ms))
+
+    # catalog: parse -> event time -> embed (once per item version) -> broadcast to every task
     items = items_raw.process(ParseItems()).name("parse-items").uid("parse-items")
     catalog = (
-        items.map(EncodeItems(str(model_dir), cfg.device, cfg.encoder_batch_size))
+        items.assign_timestamps_and_watermarks(event_time(ItemTimestamps()))
+        .name("item-time")
+        .uid("item-time")
+        .map(EncodeItems(str(model_dir), cfg.device, cfg.encoder_batch_size))
         .name("encode-items")
         .uid("encode-items")
         .broadcast(CATALOG_STATE)
@@ -179,7 +190,17 @@ def pipeline(items_raw, events_raw, cfg: JobConfig):
     recs = (
         embedded.key_by(lambda pair: pair[0].user_id, key_type=Types.STRING())
         .connect(catalog)
-        .process(Recommend(dim, model_id, cfg.top_k, cfg.state_ttl_days), output_type=KV_ROW)
+        .process(
+            Recommend(
+                dim,
+                model_id,
+                cfg.top_k,
+                cfg.state_ttl_days,
+                align=cfg.align == "event-time",
+                max_wait_ms=cfg.max_wait_ms,
+            ),
+            output_type=KV_ROW,
+        )
         .name("recommend")
         .uid("recommend")
     )
@@ -214,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     cfg = parse_args(argv)
+    # a parent that ran PyFlink in-process (loopback workers, e.g. a test session) leaves this
+    # set; this process is a job driver and must be able to start its own gateway
+    os.environ.pop("PYFLINK_GATEWAY_DISABLED", None)
     env = environment(cfg)
     build(env, cfg)
     log.info(
@@ -230,8 +254,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _submitted_by_flink_cli() -> bool:
-    import os
-
     # `flink run` launches the Python driver with this set; a plain `python` run does not
     return "_PYTHON_WORKING_DIR" in os.environ or "FLINK_CONF_DIR" in os.environ
 

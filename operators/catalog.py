@@ -32,6 +32,8 @@ class CatalogIndex:
         self.dim = dim
         self._emb = np.zeros((capacity, dim), dtype=np.float32)
         self._available = np.zeros(capacity, dtype=bool)
+        # event time from which each item exists (its first version's ts; -inf when unknown)
+        self._since = np.full(capacity, -np.inf, dtype=np.float64)
         self._ids: list[str | None] = [None] * capacity
         self._row: dict[str, int] = {}
         self._free: list[int] = []
@@ -51,7 +53,9 @@ class CatalogIndex:
         emb[: self._size] = self._emb[: self._size]
         avail = np.zeros(cap, dtype=bool)
         avail[: self._size] = self._available[: self._size]
-        self._emb, self._available = emb, avail
+        since = np.full(cap, -np.inf, dtype=np.float64)
+        since[: self._size] = self._since[: self._size]
+        self._emb, self._available, self._since = emb, avail, since
         self._ids.extend([None] * (cap - len(self._ids)))
 
     def upsert(self, entry: CatalogEntry) -> None:
@@ -71,6 +75,7 @@ class CatalogIndex:
                 self._size += 1
             self._row[entry.item_id] = row
             self._ids[row] = entry.item_id
+            self._since[row] = -np.inf if entry.ts is None else float(entry.ts)
             self.first_seen.setdefault(entry.item_id, entry.ts)
         self._emb[row] = vec
         self._available[row] = entry.available
@@ -82,6 +87,7 @@ class CatalogIndex:
             return
         self._emb[row] = 0.0
         self._available[row] = False
+        self._since[row] = -np.inf
         self._ids[row] = None
         self._free.append(row)
         self.titles.pop(item_id, None)
@@ -105,6 +111,12 @@ class CatalogIndex:
     @property
     def available(self) -> np.ndarray:
         return self._available[: self._size]
+
+    def visible(self, as_of: int | None = None) -> np.ndarray:
+        """Rows that can be recommended at event time ``as_of``: available, and already in the
+        catalog then (so a replay gives the same lists whatever the catalog's arrival timing)."""
+        avail = self.available
+        return avail if as_of is None else avail & (self._since[: self._size] <= as_of)
 
     def item_id_at(self, row: int) -> str | None:
         return self._ids[row]

@@ -16,9 +16,11 @@ from pyflink.datastream import (
     OutputTag,
     ProcessFunction,
     RuntimeContext,
+    TimeDomain,
 )
 from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
+from operators.alignment import release
 from operators.catalog import CatalogEntry
 from operators.events import DeadLetter, Event, Item, ItemRemoved, parse_event, parse_item
 from operators.recommender import Recommender, catalog_entry
@@ -63,6 +65,13 @@ class ParseItems(ProcessFunction):
 class EventTimestamps(TimestampAssigner):
     def extract_timestamp(self, value, record_timestamp: int) -> int:
         return value.ts
+
+
+class ItemTimestamps(TimestampAssigner):
+    """Catalog updates carry their own event time (``ts``); one without it does not move time."""
+
+    def extract_timestamp(self, value, record_timestamp: int) -> int:
+        return getattr(value, "ts", None) or 0
 
 
 class _EncoderFunction(MapFunction):
@@ -110,20 +119,36 @@ class EmbedQueries(_EncoderFunction):
 class Recommend(KeyedBroadcastProcessFunction):
     """Keyed by user_id; the catalog arrives as broadcast state.
 
-    Per user, one ValueState holds the profile (operators.user_profile.Profile, pickled by PyFlink into
-    the RocksDB backend, with TTL). The
-    catalog lives in broadcast state (checkpointed) and, for speed, in an in-memory matrix that is
-    rebuilt from broadcast state after a restore.
+    Per user, one ValueState holds the profile (operators.user_profile.Profile, pickled by
+    PyFlink into the RocksDB backend, with TTL). The catalog lives in broadcast state
+    (checkpointed) and, for speed, in an in-memory matrix that is rebuilt from broadcast state
+    after a restore.
+
+    With ``align`` on, a user's events wait in keyed state (so a checkpoint keeps them) until the
+    watermark, which the catalog stream holds back too, passes their event time, or until
+    ``max_wait_ms`` of processing time (see operators.alignment).
     """
 
-    def __init__(self, dim: int, model_id: str, top_k: int, state_ttl_days: float, params=None):
+    def __init__(
+        self,
+        dim: int,
+        model_id: str,
+        top_k: int,
+        state_ttl_days: float,
+        align: bool = True,
+        max_wait_ms: int = 2000,
+        params=None,
+    ):
         self.dim = dim
         self.model_id = model_id
         self.top_k = top_k
         self.state_ttl_days = state_ttl_days
+        self.align = align
+        self.max_wait_ms = max_wait_ms
         self.params = params or {}
         self.core: Recommender | None = None
         self.profile_state = None
+        self.held_state = None
         self._synced = False
 
     def open(self, runtime_context: RuntimeContext):
@@ -139,7 +164,12 @@ class Recommend(KeyedBroadcastProcessFunction):
             )
             desc.enable_time_to_live(ttl)
         self.profile_state = runtime_context.get_state(desc)
-        self.core = Recommender(self.dim, self.model_id, self.top_k, **self.params)
+        self.held_state = runtime_context.get_state(
+            ValueStateDescriptor("held-events", Types.PICKLED_BYTE_ARRAY())
+        )
+        self.core = Recommender(
+            self.dim, self.model_id, self.top_k, as_of_event_time=self.align, **self.params
+        )
         self._synced = False
 
     def _sync(self, broadcast_state) -> None:
@@ -166,6 +196,37 @@ class Recommend(KeyedBroadcastProcessFunction):
 
     def process_element(self, value, ctx):
         self._sync(ctx.get_broadcast_state(CATALOG_STATE))
+        if not self.align:
+            yield from self._apply(value)
+            return
+        held = self.held_state.value() or []
+        if not held:  # bound the wait when nothing moves the watermark
+            now = ctx.timer_service().current_processing_time()
+            ctx.timer_service().register_processing_time_timer(now + self.max_wait_ms)
+        held.append((value[0].ts, value))
+        ctx.timer_service().register_event_time_timer(value[0].ts)
+        yield from self._release(held, ctx.timer_service().current_watermark())
+
+    def on_timer(self, timestamp: int, ctx):
+        self._sync(ctx.get_broadcast_state(CATALOG_STATE))
+        held = self.held_state.value() or []
+        if not held:
+            return
+        if ctx.time_domain() == TimeDomain.PROCESSING_TIME:
+            yield from self._release(held, None)
+        else:
+            yield from self._release(held, max(timestamp, ctx.timer_service().current_watermark()))
+
+    def _release(self, held, watermark):
+        ready, rest = release(held, watermark)
+        if rest:
+            self.held_state.update(rest)
+        else:
+            self.held_state.clear()
+        for value in ready:
+            yield from self._apply(value)
+
+    def _apply(self, value):
         event, qbytes = value
         qvec = np.frombuffer(qbytes, dtype="<f4") if qbytes is not None else None
         profile, out = self.core.on_event(self.profile_state.value(), event, qvec)
@@ -187,6 +248,7 @@ __all__ = [
     "EncodeItems",
     "EventTimestamps",
     "Item",
+    "ItemTimestamps",
     "ParseEvents",
     "ParseItems",
     "Recommend",

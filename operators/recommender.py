@@ -13,8 +13,8 @@ import numpy as np
 
 from operators.catalog import CatalogEntry, CatalogIndex
 from operators.events import SCORED_TYPES, Event, Item
-from operators.user_profile import Profile, ProfileParams, apply_event
 from operators.scoring import ScoringParams, recommend
+from operators.user_profile import Profile, ProfileParams, apply_event
 
 
 def catalog_entry(item: Item, embedding: np.ndarray) -> CatalogEntry:
@@ -59,12 +59,15 @@ class Recommender:
         top_k: int = 10,
         profile_params: ProfileParams | None = None,
         scoring_params: ScoringParams | None = None,
+        as_of_event_time: bool = True,
     ):
         self.catalog = CatalogIndex(dim)
         self.model_id = model_id
         self.top_k = top_k
         self.pparams = profile_params or ProfileParams()
         self.sparams = scoring_params or ScoringParams()
+        # recommend only items whose catalog ts is at or before the event's ts
+        self.as_of_event_time = as_of_event_time
 
     def upsert_item(self, entry: CatalogEntry) -> None:
         self.catalog.upsert(entry)
@@ -86,5 +89,6 @@ class Recommender:
         apply_event(profile, event, self.catalog.vector, self.pparams, query_vec)
         if event.type not in SCORED_TYPES:
             return profile, None
-        items = recommend(profile, self.catalog, self.top_k, self.pparams, self.sparams)
+        as_of = event.ts if self.as_of_event_time else None
+        items = recommend(profile, self.catalog, self.top_k, self.pparams, self.sparams, as_of)
         return profile, recommendation_record(event.user_id, event, items, self.model_id)

@@ -59,9 +59,13 @@ def query_vector(p: Profile, params: ProfileParams) -> np.ndarray | None:
 
 
 def score_items(
-    p: Profile, catalog: CatalogIndex, pparams: ProfileParams, sparams: ScoringParams
+    p: Profile,
+    catalog: CatalogIndex,
+    pparams: ProfileParams,
+    sparams: ScoringParams,
+    as_of: int | None = None,
 ) -> np.ndarray:
-    """Scores for every catalog row (rows of unavailable/removed items are -inf)."""
+    """Scores for every catalog row (rows not recommendable at ``as_of`` are -inf)."""
     emb = catalog.embeddings
     scores = np.zeros(emb.shape[0], dtype=np.float32)
     user = np.zeros(catalog.dim, dtype=np.float32)
@@ -83,7 +87,7 @@ def score_items(
                     * math.log1p(count)
                     * decay(p.last_ts - last, sparams.repeat_half_life_ms)
                 )
-    scores[~catalog.available] = -np.inf
+    scores[~catalog.visible(as_of)] = -np.inf
     return scores
 
 
@@ -110,7 +114,8 @@ def recommend(
     k: int,
     pparams: ProfileParams | None = None,
     sparams: ScoringParams | None = None,
+    as_of: int | None = None,
 ) -> list[tuple[str, float]]:
     pparams = pparams or ProfileParams()
     sparams = sparams or ScoringParams()
-    return top_k(score_items(p, catalog, pparams, sparams), catalog, k)
+    return top_k(score_items(p, catalog, pparams, sparams, as_of), catalog, k)

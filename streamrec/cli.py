@@ -7,8 +7,14 @@ import sys
 
 # sub-command -> (module, one-line help). Each module exposes ``main(argv: list[str]) -> int``.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "setup": ("streamrec.setup", "fetch jars (Maven), build the record serde jar, export the encoder"),
-    "kafka": ("streamrec.kafka_broker", "start/stop a local single-node Apache Kafka broker (KRaft)"),
+    "setup": (
+        "streamrec.setup",
+        "fetch jars (Maven), build the record serde jar, export the encoder",
+    ),
+    "kafka": (
+        "streamrec.kafka_broker",
+        "start/stop a local single-node Apache Kafka broker (KRaft)",
+    ),
     "cluster": ("streamrec.flink_cluster", "start/stop a local standalone Flink cluster"),
     "topics": ("streamrec.topics", "create the job's topics (AdminClient)"),
     "export-model": ("models.export", "export a BERT checkpoint to ONNX and validate it"),
