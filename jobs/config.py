@@ -28,6 +28,7 @@ class JobConfig:
     model: str = DEFAULT_MODEL
     device: str = "auto"
     encoder_batch_size: int = 64
+    encoder_max_delay_ms: int = 5
     top_k: int = 10
     start_from: str = "earliest"
     checkpoint_interval_ms: int = 10_000
@@ -99,7 +100,20 @@ def parser() -> argparse.ArgumentParser:
         default=d.device,
         help="ONNX Runtime provider: CUDA when a GPU is visible (auto), or forced",
     )
-    a("--encoder-batch-size", type=int, default=d.encoder_batch_size)
+    a(
+        "--encoder-batch-size",
+        type=int,
+        default=d.encoder_batch_size,
+        help="texts encoded together at most",
+    )
+    a(
+        "--encoder-max-delay",
+        type=int,
+        default=d.encoder_max_delay_ms,
+        metavar="MS",
+        dest="encoder_max_delay_ms",
+        help="latency budget of an encoder batch (processing time)",
+    )
     a("--top-k", type=int, default=d.top_k)
     a(
         "--start-from",

@@ -34,6 +34,7 @@ from pyflink.datastream.connectors.kafka import (
 from pyflink.java_gateway import get_gateway
 
 from jobs.config import JobConfig, parse_args
+from operators.batching import bucket_of
 from operators.functions import (
     CATALOG_STATE,
     DLQ_TAG,
@@ -158,6 +159,10 @@ def pipeline(items_raw, events_raw, cfg: JobConfig):
     model_dir, manifest = resolve_model(cfg.model)
     model_id, dim = manifest["model_id"], int(manifest["dim"])
 
+    # encoder operators batch records per bucket (a few buckets per task)
+    encoder_args = (str(model_dir), cfg.device, cfg.encoder_batch_size, cfg.encoder_max_delay_ms)
+    buckets = 4 * cfg.parallelism
+
     def event_time(assigner):
         strategy = WatermarkStrategy.for_bounded_out_of_orderness(
             Duration.of_millis(cfg.out_of_orderness_ms)
@@ -170,7 +175,8 @@ def pipeline(items_raw, events_raw, cfg: JobConfig):
         items.assign_timestamps_and_watermarks(event_time(ItemTimestamps()))
         .name("item-time")
         .uid("item-time")
-        .map(EncodeItems(str(model_dir), cfg.device, cfg.encoder_batch_size))
+        .key_by(lambda it: bucket_of(it.item_id, buckets), key_type=Types.INT())
+        .process(EncodeItems(*encoder_args))
         .name("encode-items")
         .uid("encode-items")
         .broadcast(CATALOG_STATE)
@@ -183,7 +189,8 @@ def pipeline(items_raw, events_raw, cfg: JobConfig):
     ).with_timestamp_assigner(EventTimestamps())
     timed = events.assign_timestamps_and_watermarks(watermarks).name("event-time").uid("event-time")
     embedded = (
-        timed.map(EmbedQueries(str(model_dir), cfg.device, cfg.encoder_batch_size))
+        timed.key_by(lambda ev: bucket_of(ev.user_id, buckets), key_type=Types.INT())
+        .process(EmbedQueries(*encoder_args))
         .name("embed-queries")
         .uid("embed-queries")
     )

@@ -12,7 +12,7 @@ from pyflink.common.typeinfo import Types
 from pyflink.common.watermark_strategy import TimestampAssigner
 from pyflink.datastream import (
     KeyedBroadcastProcessFunction,
-    MapFunction,
+    KeyedProcessFunction,
     OutputTag,
     ProcessFunction,
     RuntimeContext,
@@ -21,6 +21,7 @@ from pyflink.datastream import (
 from pyflink.datastream.state import MapStateDescriptor, StateTtlConfig, ValueStateDescriptor
 
 from operators.alignment import release
+from operators.batching import BatchPolicy, batch_size_summary
 from operators.catalog import CatalogEntry
 from operators.events import DeadLetter, Event, Item, ItemRemoved, parse_event, parse_item
 from operators.recommender import Recommender, catalog_entry
@@ -74,46 +75,112 @@ class ItemTimestamps(TimestampAssigner):
         return getattr(value, "ts", None) or 0
 
 
-class _EncoderFunction(MapFunction):
-    """Loads the ONNX encoder once per task in open(): verified file, provider chosen, warmed up."""
+class _BatchEncoder(KeyedProcessFunction):
+    """Encoder operator with micro-batching (see operators.batching), keyed by a bucket.
 
-    def __init__(self, model_dir: str, provider: str = "auto", batch_size: int = 64):
+    The ONNX encoder is loaded once per task in open() (file verified, provider chosen, warmed
+    up). Records that need the model wait in keyed state until ``max_size`` are waiting, the
+    latency budget (processing-time timer) runs out, or the watermark reaches them (event-time
+    timer: they leave before event time passes them, so the catalog stays aligned). Subclasses
+    say which records need the model (``text``) and what to emit (``emit``).
+    """
+
+    def __init__(self, model_dir: str, provider: str, batch_size: int, max_delay_ms: int):
         self.model_dir = model_dir
         self.provider = provider
-        self.batch_size = batch_size
+        self.policy = BatchPolicy(batch_size, max_delay_ms)
         self.encoder = None
+        self.waiting = None
+        self.batch_sizes = None
 
     def open(self, runtime_context: RuntimeContext):
         from models.encoder import Encoder
 
-        self.encoder = Encoder(self.model_dir, provider=self.provider, batch_size=self.batch_size)
+        self.encoder = Encoder(
+            self.model_dir, provider=self.provider, batch_size=self.policy.max_size
+        )
         self.encoder.warmup()
+        self.waiting = runtime_context.get_state(
+            ValueStateDescriptor("waiting", Types.PICKLED_BYTE_ARRAY())
+        )
+        self.batch_sizes = runtime_context.get_metrics_group().distribution("encoderBatchSize")
+        self._task = runtime_context.get_task_name_with_subtasks()
+        self._sizes: list[int] = []
         log.info(
-            "encoder %s loaded on %s in task %s",
+            "%s: encoder %s on %s (batches of up to %d, %d ms budget)",
+            self._task,
             self.encoder.model_id,
             self.encoder.provider,
-            runtime_context.get_task_name_with_subtasks(),
+            self.policy.max_size,
+            self.policy.max_delay_ms,
         )
 
+    def text(self, value) -> str | None:
+        raise NotImplementedError
 
-class EncodeItems(_EncoderFunction):
+    def emit(self, value, vector):
+        raise NotImplementedError
+
+    def process_element(self, value, ctx):
+        waiting = self.waiting.value() or []
+        if not waiting and self.text(value) is None:
+            yield self.emit(value, None)  # nothing to encode, nothing ahead of it: pass through
+            return
+        if not waiting:
+            now = ctx.timer_service().current_processing_time()
+            ctx.timer_service().register_processing_time_timer(now + self.policy.max_delay_ms)
+        waiting.append(value)
+        ts = ctx.timestamp()
+        if ts is not None:
+            ctx.timer_service().register_event_time_timer(ts)
+        if self.policy.full(sum(self.text(v) is not None for v in waiting)):
+            yield from self._flush(waiting)
+        else:
+            self.waiting.update(waiting)
+
+    def on_timer(self, timestamp: int, ctx):
+        waiting = self.waiting.value()
+        if waiting:
+            yield from self._flush(waiting)
+
+    def _flush(self, waiting):
+        self.waiting.clear()
+        texts = [t for t in map(self.text, waiting) if t is not None]
+        vectors = iter(self.encoder.encode(texts)) if texts else iter(())
+        self.batch_sizes.update(len(texts))
+        self.last_batch_size = len(texts)
+        self._sizes.append(len(texts))
+        if len(self._sizes) >= 100:
+            log.info("%s: encoder batches %s", self._task, batch_size_summary(self._sizes))
+            self._sizes = []
+        for v in waiting:
+            yield self.emit(v, next(vectors) if self.text(v) is not None else None)
+
+    def close(self):
+        if getattr(self, "_sizes", None):
+            log.info("%s: encoder batches %s", self._task, batch_size_summary(self._sizes))
+
+
+class EncodeItems(_BatchEncoder):
     """Item -> CatalogEntry with its embedding (text encoded once per item version)."""
 
-    def map(self, value):
-        if isinstance(value, ItemRemoved):
-            return value
-        emb = self.encoder.encode([value.text()])[0]
-        return catalog_entry(value, emb)
+    def text(self, value):
+        return None if isinstance(value, ItemRemoved) else value.text()
+
+    def emit(self, value, vector):
+        return value if vector is None else catalog_entry(value, vector)
 
 
-class EmbedQueries(_EncoderFunction):
+class EmbedQueries(_BatchEncoder):
     """Event -> (Event, query vector bytes or None): search queries embedded by the same encoder."""
 
-    def map(self, value: Event):
-        if value.type == "search" and value.query:
-            vec = self.encoder.encode([value.query])[0]
-            return value, np.ascontiguousarray(vec, dtype="<f4").tobytes()
-        return value, None
+    def text(self, value: Event):
+        return value.query if value.type == "search" and value.query else None
+
+    def emit(self, value, vector):
+        if vector is None:
+            return value, None
+        return value, np.ascontiguousarray(vector, dtype="<f4").tobytes()
 
 
 class Recommend(KeyedBroadcastProcessFunction):

@@ -152,3 +152,51 @@ def test_job_graph_on_minicluster(tiny_model_dir, tmp_path, parallelism):
             by_user[r["user_id"]].append(r["trigger_event_id"])
         for u, ids in by_user.items():
             assert ids == [e["event_id"] for e in scored if e["user_id"] == u]
+
+
+def test_catalog_is_embedded_in_batches(tiny_model_dir, tmp_path):
+    """A few thousand real catalog items go through the encoder operator in batches (the sizes it
+    used are also logged and published as the encoderBatchSize metric)."""
+    from itertools import islice
+
+    from pyflink.common import WatermarkStrategy
+
+    from operators.batching import batch_size_summary, bucket_of
+    from operators.functions import EncodeItems, ItemTimestamps, ParseItems
+    from streamrec import paths, retail
+
+    class EncodeItemsWithBatchSize(EncodeItems):
+        def emit(self, value, vector):
+            return super().emit(value, vector).item_id, self.last_batch_size
+
+    items = {}
+    for kind, key, value in retail.to_contract_records(
+        retail.iter_retail_rows(paths.sample_data_file())
+    ):
+        if kind == "items" and key not in items:
+            items[key] = value
+    chosen = dict(islice(items.items(), 2000))
+    rows = [raw("items", n, k, v) for n, (k, v) in enumerate(chosen.items())]
+    cfg = JobConfig(
+        model=str(tiny_model_dir),
+        parallelism=1,
+        checkpoint_interval_ms=0,
+        restart_attempts=0,
+        checkpoint_dir=str(tmp_path / "ckpt"),
+    )
+    env = environment(cfg)
+    parsed = env.from_collection(rows, type_info=RAW_ROW).process(ParseItems())
+    timed = parsed.assign_timestamps_and_watermarks(
+        WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(ItemTimestamps())
+    )
+    encoded = timed.key_by(lambda it: bucket_of(it.item_id, 4)).process(
+        EncodeItemsWithBatchSize(str(tiny_model_dir), "cpu", 64, 50)
+    )
+    with encoded.execute_and_collect() as results:
+        got = list(results)
+    assert sorted(i for i, _ in got) == sorted(chosen)
+    sizes = [n for _, n in got]
+    summary = batch_size_summary(sizes)
+    print("batch size each item was encoded in:", summary)
+    assert max(sizes) > 1  # records that were waiting went to the model together
+    assert sum(1 for n in sizes if n >= 16) > len(sizes) / 2  # most items in sizeable batches
