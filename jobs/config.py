@@ -37,7 +37,7 @@ class JobConfig:
     out_of_orderness_ms: int = 1_000
     idleness_ms: int = 2_000
     align: str = "event-time"
-    max_wait_ms: int = 3_000
+    max_wait_ms: int = 10_000
     state_ttl_days: float = 90.0
     bundle_time_ms: int = 20
     bundle_size: int = 1000
