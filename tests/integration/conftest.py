@@ -89,6 +89,7 @@ def consume_until(
     until: int | Callable[[list[Record]], bool],
     timeout: float = 60,
     on_poll: Callable[[], None] | None = None,
+    config: dict[str, Any] | None = None,
 ) -> list[Record]:
     """Read ``topic`` from the beginning until ``until`` holds, then return everything read.
 
@@ -104,6 +105,7 @@ def consume_until(
             "group.id": f"test-{uuid.uuid4().hex[:8]}",
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
+            **(config or {}),
         }
     )
     records: list[Record] = []

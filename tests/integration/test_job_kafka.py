@@ -38,7 +38,7 @@ def item(item_id, title, **kw):
 
 
 class RunningJob:
-    def __init__(self, bootstrap, topics, model_dir, log_path, parallelism=2):
+    def __init__(self, bootstrap, topics, model_dir, log_path, parallelism=2, extra=()):
         self.topics = topics
         self.log_path = log_path
         cmd = [
@@ -70,6 +70,7 @@ class RunningJob:
             "--checkpoint-dir",
             str(log_path.parent / "ckpt"),
         ]
+        cmd += list(extra)
         self.log = log_path.open("wb")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
 
