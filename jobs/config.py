@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -185,3 +186,13 @@ def parse_args(argv: list[str] | None = None) -> JobConfig:
             prop = key[len("KAFKA_") :].lower().replace("_", ".")
             values["kafka_properties"].setdefault(prop, os.environ[key])
     return JobConfig(**values)
+
+
+def job_command(**flags) -> list[str]:
+    """``python -m jobs.recommend --flag value ...`` (flags by dest name, None left out): how
+    streamrec's own tools (demo, evaluate, tests) start the job as a local process."""
+    cmd = [sys.executable, "-m", "jobs.recommend"]
+    for name, value in flags.items():
+        if value is not None:
+            cmd += [f"--{name.replace('_', '-')}", str(value)]
+    return cmd

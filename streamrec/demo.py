@@ -9,28 +9,20 @@ job and the broker cleanly.
 from __future__ import annotations
 
 import argparse
-import os
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+from jobs.config import job_command
 from streamrec import kafka_broker, paths, topics, watch
+from streamrec.evaluate import stop_process
 
 
-def _stop(proc: subprocess.Popen | None, name: str, timeout: float = 20) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    print(f"demo: stopping {name}", file=sys.stderr)
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-    except ProcessLookupError:
-        pass
+def _stop(proc: subprocess.Popen | None, name: str) -> None:
+    if proc is not None and proc.poll() is None:
+        print(f"demo: stopping {name}", file=sys.stderr)
+        stop_process(proc)
 
 
 def _spawn(cmd: list[str], log: Path) -> subprocess.Popen:
@@ -86,23 +78,14 @@ def main(argv: list[str] | None = None) -> int:
             },
         )
         group = f"streamrec-demo-{int(time.time())}"
-        job_cmd = [
-            sys.executable,
-            "-m",
-            "jobs.recommend",
-            "--bootstrap-servers",
-            bootstrap,
-            "--group-id",
-            group,
-            "--parallelism",
-            str(args.parallelism),
-            "--checkpoint-dir",
-            str(run / "checkpoints"),
-            "--start-from",
-            "earliest",
-        ]
-        if args.model:
-            job_cmd += ["--model", args.model]
+        job_cmd = job_command(
+            bootstrap_servers=bootstrap,
+            group_id=group,
+            parallelism=args.parallelism,
+            checkpoint_dir=run / "checkpoints",
+            start_from="earliest",
+            model=args.model,
+        )
         job_log = run / "job.log"
         print(
             f"demo: starting the job on the local Flink mini-cluster (log: {job_log})",

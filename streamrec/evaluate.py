@@ -128,32 +128,20 @@ def job_command(
     k: int,
     extra: list[str],
 ) -> list[str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "jobs.recommend",
-        "--bootstrap-servers",
-        bootstrap,
-        "--events-topic",
-        topics["events"],
-        "--items-topic",
-        topics["items"],
-        "--output-topic",
-        topics["recs"],
-        "--dlq-topic",
-        topics["dlq"],
-        "--group-id",
-        group,
-        "--start-from",
-        "earliest",
-        "--parallelism",
-        str(parallelism),
-        "--top-k",
-        str(k),
-    ]
-    if model:
-        cmd += ["--model", model]
-    return cmd + extra
+    from jobs.config import job_command as command
+
+    return command(
+        bootstrap_servers=bootstrap,
+        events_topic=topics["events"],
+        items_topic=topics["items"],
+        output_topic=topics["recs"],
+        dlq_topic=topics["dlq"],
+        group_id=group,
+        start_from="earliest",
+        parallelism=parallelism,
+        top_k=k,
+        model=model or None,
+    ) + list(extra)
 
 
 def stop_process(proc: subprocess.Popen, timeout: float = 30) -> None:

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 import uuid
 
 import pytest
 
+from jobs.config import job_command
 from streamrec.topics import ensure_topics
 from tests.integration.conftest import consume_until, produce, wait_for_catalog
 
@@ -41,35 +41,20 @@ class RunningJob:
     def __init__(self, bootstrap, topics, model_dir, log_path, parallelism=2, extra=()):
         self.topics = topics
         self.log_path = log_path
-        cmd = [
-            sys.executable,
-            "-m",
-            "jobs.recommend",
-            "--bootstrap-servers",
-            bootstrap,
-            "--events-topic",
-            topics["events"],
-            "--items-topic",
-            topics["items"],
-            "--output-topic",
-            topics["recs"],
-            "--dlq-topic",
-            topics["dlq"],
-            "--group-id",
-            f"it-{uuid.uuid4().hex[:8]}",
-            "--parallelism",
-            str(parallelism),
-            "--model",
-            str(model_dir),
-            "--top-k",
-            "5",
-            "--checkpoint-interval",
-            "2000",
-            "--restart-attempts",
-            "0",
-            "--checkpoint-dir",
-            str(log_path.parent / "ckpt"),
-        ]
+        cmd = job_command(
+            bootstrap_servers=bootstrap,
+            events_topic=topics["events"],
+            items_topic=topics["items"],
+            output_topic=topics["recs"],
+            dlq_topic=topics["dlq"],
+            group_id=f"it-{uuid.uuid4().hex[:8]}",
+            parallelism=parallelism,
+            model=model_dir,
+            top_k=5,
+            checkpoint_interval=2000,
+            restart_attempts=0,
+            checkpoint_dir=log_path.parent / "ckpt",
+        )
         cmd += list(extra)
         self.log = log_path.open("wb")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
