@@ -169,14 +169,16 @@ def pipeline(items_raw, events_raw, cfg: JobConfig):
         ).with_timestamp_assigner(assigner)
         return strategy.with_idleness(Duration.of_millis(cfg.idleness_ms))
 
-    # catalog: parse -> event time -> embed (once per item version) -> broadcast to every task
+    # catalog: parse -> event time -> embed (batched; once per item version) -> broadcast.
+    # Event time is assigned next to the source, so it follows the topic's order; the encoder
+    # flushes waiting items before a watermark passes them (event-time timers).
     items = items_raw.process(ParseItems()).name("parse-items").uid("parse-items")
     catalog = (
         items.assign_timestamps_and_watermarks(event_time(ItemTimestamps()))
         .name("item-time")
         .uid("item-time")
         .key_by(lambda it: bucket_of(it.item_id, buckets), key_type=Types.INT())
-        .process(EncodeItems(*encoder_args))
+        .process(EncodeItems(*encoder_args, event_time_flush=True))
         .name("encode-items")
         .uid("encode-items")
         .broadcast(CATALOG_STATE)
@@ -190,7 +192,7 @@ def pipeline(items_raw, events_raw, cfg: JobConfig):
     timed = events.assign_timestamps_and_watermarks(watermarks).name("event-time").uid("event-time")
     embedded = (
         timed.key_by(lambda ev: bucket_of(ev.user_id, buckets), key_type=Types.INT())
-        .process(EmbedQueries(*encoder_args))
+        .process(EmbedQueries(*encoder_args, event_time_flush=True))
         .name("embed-queries")
         .uid("embed-queries")
     )

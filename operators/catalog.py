@@ -34,6 +34,10 @@ class CatalogIndex:
         self._available = np.zeros(capacity, dtype=bool)
         # event time from which each item exists (its first version's ts; -inf when unknown)
         self._since = np.full(capacity, -np.inf, dtype=np.float64)
+        # event time of each row's current version, and earlier versions [(ts, vector)] of items
+        # whose text changed, so lookups as of an earlier event time see what was there then
+        self._version_ts = np.full(capacity, -np.inf, dtype=np.float64)
+        self._history: dict[str, list[tuple[float, np.ndarray]]] = {}
         self._ids: list[str | None] = [None] * capacity
         self._row: dict[str, int] = {}
         self._free: list[int] = []
@@ -55,7 +59,10 @@ class CatalogIndex:
         avail[: self._size] = self._available[: self._size]
         since = np.full(cap, -np.inf, dtype=np.float64)
         since[: self._size] = self._since[: self._size]
+        version_ts = np.full(cap, -np.inf, dtype=np.float64)
+        version_ts[: self._size] = self._version_ts[: self._size]
         self._emb, self._available, self._since = emb, avail, since
+        self._version_ts = version_ts
         self._ids.extend([None] * (cap - len(self._ids)))
 
     def upsert(self, entry: CatalogEntry) -> None:
@@ -76,7 +83,13 @@ class CatalogIndex:
             self._row[entry.item_id] = row
             self._ids[row] = entry.item_id
             self._since[row] = -np.inf if entry.ts is None else float(entry.ts)
+            self._version_ts[row] = self._since[row]
             self.first_seen.setdefault(entry.item_id, entry.ts)
+        elif entry.ts is not None and entry.ts > self._version_ts[row]:
+            # a newer version: keep the one it replaces for lookups as of earlier times
+            old = (float(self._version_ts[row]), self._emb[row].copy())
+            self._history.setdefault(entry.item_id, []).append(old)
+            self._version_ts[row] = float(entry.ts)
         self._emb[row] = vec
         self._available[row] = entry.available
         self.titles[entry.item_id] = entry.title
@@ -88,13 +101,36 @@ class CatalogIndex:
         self._emb[row] = 0.0
         self._available[row] = False
         self._since[row] = -np.inf
+        self._version_ts[row] = -np.inf
+        self._history.pop(item_id, None)
         self._ids[row] = None
         self._free.append(row)
         self.titles.pop(item_id, None)
 
-    def vector(self, item_id: str) -> np.ndarray | None:
+    def vector(self, item_id: str, as_of: int | None = None) -> np.ndarray | None:
+        """The item's embedding; None if unknown, or (with ``as_of``) not yet in the catalog
+        strictly before that event time."""
         row = self._row.get(item_id)
-        return None if row is None else self._emb[row]
+        if row is None or (as_of is not None and self._since[row] >= as_of):
+            return None
+        if as_of is None or self._version_ts[row] < as_of:
+            return self._emb[row]
+        return self._earlier_version(item_id, as_of)
+
+    def _earlier_version(self, item_id: str, as_of: int) -> np.ndarray:
+        versions = self._history[item_id]
+        return next(vec for ts, vec in reversed(versions) if ts < as_of)
+
+    def earlier_versions(self, as_of: int | None) -> list[tuple[int, np.ndarray]]:
+        """(row, vector) for items whose current version is not yet in force at ``as_of``."""
+        if as_of is None:
+            return []
+        out = []
+        for item_id in self._history:
+            row = self._row[item_id]
+            if self._version_ts[row] >= as_of and self._since[row] < as_of:
+                out.append((row, self._earlier_version(item_id, as_of)))
+        return out
 
     def row(self, item_id: str) -> int | None:
         return self._row.get(item_id)
@@ -113,10 +149,11 @@ class CatalogIndex:
         return self._available[: self._size]
 
     def visible(self, as_of: int | None = None) -> np.ndarray:
-        """Rows that can be recommended at event time ``as_of``: available, and already in the
-        catalog then (so a replay gives the same lists whatever the catalog's arrival timing)."""
+        """Rows that can be recommended at event time ``as_of``: available, and in the catalog
+        strictly before then (an item added at t is recommended from events after t), so a
+        replay gives the same lists whatever the timing of the catalog topic."""
         avail = self.available
-        return avail if as_of is None else avail & (self._since[: self._size] <= as_of)
+        return avail if as_of is None else avail & (self._since[: self._size] < as_of)
 
     def item_id_at(self, row: int) -> str | None:
         return self._ids[row]

@@ -34,6 +34,9 @@ KV_ROW = Types.ROW_NAMED(
 )
 DLQ_TAG = OutputTag("dead-letters", KV_ROW)
 
+# an event-time timer that only the final watermark of a bounded input reaches
+END_OF_INPUT = 2**62
+
 CATALOG_STATE = MapStateDescriptor("catalog", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
 
 
@@ -80,15 +83,23 @@ class _BatchEncoder(KeyedProcessFunction):
 
     The ONNX encoder is loaded once per task in open() (file verified, provider chosen, warmed
     up). Records that need the model wait in keyed state until ``max_size`` are waiting, the
-    latency budget (processing-time timer) runs out, or the watermark reaches them (event-time
-    timer: they leave before event time passes them, so the catalog stays aligned). Subclasses
+    latency budget (processing-time timer) runs out, or, with ``event_time_flush``, the watermark
+    reaches them (they leave before event time passes them, so alignment holds). Subclasses
     say which records need the model (``text``) and what to emit (``emit``).
     """
 
-    def __init__(self, model_dir: str, provider: str, batch_size: int, max_delay_ms: int):
+    def __init__(
+        self,
+        model_dir: str,
+        provider: str,
+        batch_size: int,
+        max_delay_ms: int,
+        event_time_flush: bool = False,
+    ):
         self.model_dir = model_dir
         self.provider = provider
         self.policy = BatchPolicy(batch_size, max_delay_ms)
+        self.event_time_flush = event_time_flush
         self.encoder = None
         self.waiting = None
         self.batch_sizes = None
@@ -130,9 +141,10 @@ class _BatchEncoder(KeyedProcessFunction):
             now = ctx.timer_service().current_processing_time()
             ctx.timer_service().register_processing_time_timer(now + self.policy.max_delay_ms)
         waiting.append(value)
-        ts = ctx.timestamp()
-        if ts is not None:
-            ctx.timer_service().register_event_time_timer(ts)
+        if self.event_time_flush and ctx.timestamp() is not None:
+            ctx.timer_service().register_event_time_timer(ctx.timestamp())
+        else:  # one timer per bucket (deduplicated): flushes at the end of a bounded input
+            ctx.timer_service().register_event_time_timer(END_OF_INPUT)
         if self.policy.full(sum(self.text(v) is not None for v in waiting)):
             yield from self._flush(waiting)
         else:

@@ -86,9 +86,12 @@ class Recommender:
         if event.type == "forget_user":
             return None, None
         profile = profile if profile is not None else Profile()
-        apply_event(profile, event, self.catalog.vector, self.pparams, query_vec)
+        # with as-of semantics, the profile too only sees items in the catalog before the event
+        as_of = event.ts if self.as_of_event_time else None
+        apply_event(
+            profile, event, lambda i: self.catalog.vector(i, as_of), self.pparams, query_vec
+        )
         if event.type not in SCORED_TYPES:
             return profile, None
-        as_of = event.ts if self.as_of_event_time else None
         items = recommend(profile, self.catalog, self.top_k, self.pparams, self.sparams, as_of)
         return profile, recommendation_record(event.user_id, event, items, self.model_id)

@@ -34,12 +34,14 @@ def _unit(v: np.ndarray | None) -> np.ndarray | None:
     return None if n < 1e-12 else (v / n).astype(np.float32, copy=False)
 
 
-def short_vector(p: Profile, catalog: CatalogIndex, params: ProfileParams) -> np.ndarray | None:
+def short_vector(
+    p: Profile, catalog: CatalogIndex, params: ProfileParams, as_of: int | None = None
+) -> np.ndarray | None:
     if not p.recent or p.last_ts is None:
         return None
     acc = None
     for ts, item_id, etype in p.recent:
-        vec = catalog.vector(item_id)
+        vec = catalog.vector(item_id, as_of)
         if vec is None:
             continue
         w = params.type_weights.get(etype, 0.0) * decay(p.last_ts - ts, params.short_half_life_ms)
@@ -70,7 +72,7 @@ def score_items(
     scores = np.zeros(emb.shape[0], dtype=np.float32)
     user = np.zeros(catalog.dim, dtype=np.float32)
     for w, vec in (
-        (sparams.w_short, short_vector(p, catalog, pparams)),
+        (sparams.w_short, short_vector(p, catalog, pparams, as_of)),
         (sparams.w_long, _unit(p.long_vec)),
         (sparams.w_query, query_vector(p, pparams)),
     ):
@@ -78,6 +80,8 @@ def score_items(
             user += w * vec
     if user.any():
         scores += emb @ user
+        for row, vec in catalog.earlier_versions(as_of):  # items changed after as_of
+            scores[row] = float(vec @ user)
     if sparams.w_repeat and p.last_ts is not None:
         for item_id, (count, last) in p.purchases.items():
             row = catalog.row(item_id)
