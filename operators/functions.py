@@ -5,6 +5,7 @@ state and call the pure logic in this package. No scoring, parsing or model math
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 from pyflink.common import Row
@@ -33,6 +34,9 @@ KV_ROW = Types.ROW_NAMED(
     ["key", "value"], [Types.PRIMITIVE_ARRAY(Types.BYTE()), Types.PRIMITIVE_ARRAY(Types.BYTE())]
 )
 DLQ_TAG = OutputTag("dead-letters", KV_ROW)
+
+# how long the catalog must have been quiet, once, before held events are answered (start-up)
+CATALOG_SETTLE_MS = 1000
 
 # an event-time timer that only the final watermark of a bounded input reaches
 END_OF_INPUT = 2**62
@@ -246,10 +250,15 @@ class Recommend(KeyedBroadcastProcessFunction):
         self.held_state = runtime_context.get_state(
             ValueStateDescriptor("held-events", Types.PICKLED_BYTE_ARRAY())
         )
+        self.held_since = runtime_context.get_state(
+            ValueStateDescriptor("held-since", Types.LONG())
+        )
         self.core = Recommender(
             self.dim, self.model_id, self.top_k, as_of_event_time=self.align, **self.params
         )
         self._synced = False
+        self._last_catalog_ms = None  # wall clock of the latest catalog update seen
+        self._settled = False
 
     def _sync(self, broadcast_state) -> None:
         """After a (re)start, rebuild the in-memory catalog from restored broadcast state."""
@@ -260,10 +269,12 @@ class Recommend(KeyedBroadcastProcessFunction):
             self.core.upsert_item(entry)
             n += 1
         self._synced = True
-        if n:
+        if n:  # a restored catalog counts as an update: settled a moment later
+            self._last_catalog_ms = int(time.time() * 1000)
             log.info("catalog of %d items restored from broadcast state", n)
 
     def process_broadcast_element(self, value, ctx):
+        self._last_catalog_ms = int(time.time() * 1000)
         state = ctx.get_broadcast_state(CATALOG_STATE)
         self._sync(state)
         if isinstance(value, CatalogEntry):
@@ -281,10 +292,11 @@ class Recommend(KeyedBroadcastProcessFunction):
         held = self.held_state.value() or []
         if not held:  # bound the wait when nothing moves the watermark
             now = ctx.timer_service().current_processing_time()
+            self.held_since.update(int(time.time() * 1000))
             ctx.timer_service().register_processing_time_timer(now + self.max_wait_ms)
         held.append((value[0].ts, value))
         ctx.timer_service().register_event_time_timer(value[0].ts)
-        yield from self._release(held, ctx.timer_service().current_watermark())
+        yield from self._release(held, ctx.timer_service().current_watermark(), ctx)
 
     def on_timer(self, timestamp: int, ctx):
         self._sync(ctx.get_broadcast_state(CATALOG_STATE))
@@ -292,16 +304,35 @@ class Recommend(KeyedBroadcastProcessFunction):
         if not held:
             return
         if ctx.time_domain() == TimeDomain.PROCESSING_TIME:
-            yield from self._release(held, None)
+            yield from self._release(held, None, ctx)
         else:
-            yield from self._release(held, max(timestamp, ctx.timer_service().current_watermark()))
+            watermark = max(timestamp, ctx.timer_service().current_watermark())
+            yield from self._release(held, watermark, ctx)
 
-    def _release(self, held, watermark):
+    def _catalog_settled(self, now: int) -> bool:
+        """At start the catalog topic is read (and embedded) from the beginning while event time
+        may already run ahead on the events side (an input with no records yet counts as idle).
+        Until the catalog has been quiet for CATALOG_SETTLE_MS once, events keep waiting."""
+        if not self._settled and self._last_catalog_ms is not None:
+            self._settled = now - self._last_catalog_ms >= CATALOG_SETTLE_MS
+        return self._settled
+
+    def _release(self, held, watermark, ctx):
+        now = int(time.time() * 1000)
+        waited = now - (self.held_since.value() or now)
+        final = watermark is not None and watermark >= END_OF_INPUT  # a bounded input ended
+        if not final and not self._catalog_settled(now) and waited < 6 * self.max_wait_ms:
+            self.held_state.update(held)
+            ctx.timer_service().register_processing_time_timer(
+                ctx.timer_service().current_processing_time() + CATALOG_SETTLE_MS // 2
+            )
+            return
         ready, rest = release(held, watermark)
         if rest:
             self.held_state.update(rest)
         else:
             self.held_state.clear()
+            self.held_since.clear()
         for value in ready:
             yield from self._apply(value)
 
