@@ -242,3 +242,16 @@ def wait_for_catalog(
         if any(m["trigger_event_id"] == probe and m["items"] for m in mine):
             return
         step += 1
+
+
+def job_topics(bootstrap: str, tag: str) -> dict[str, str]:
+    """Fresh, uniquely named topics for one job under test: events and recommendations with 2
+    partitions, a compacted items topic, a dead-letter topic."""
+    run_id = uuid.uuid4().hex[:8]
+    t = {k: f"{k}-{tag}-{run_id}" for k in ("events", "items", "recs", "dlq")}
+    topics.ensure_topics(
+        bootstrap,
+        {t["events"]: 2, t["items"]: 1, t["recs"]: 2, t["dlq"]: 1},
+        compacted={t["items"]},
+    )
+    return t

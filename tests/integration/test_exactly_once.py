@@ -4,25 +4,17 @@ lists become visible to read_committed consumers when checkpoints complete."""
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 
-from streamrec.topics import ensure_topics
-from tests.integration.conftest import consume_until, produce
+from tests.integration.conftest import consume_until, job_topics, produce
 from tests.integration.test_job_kafka import TS0, RunningJob, event, item
 
 pytestmark = pytest.mark.integration
 
 
 def test_exactly_once_delivery(kafka_bootstrap, tiny_model_dir, tmp_path):
-    run_id = uuid.uuid4().hex[:8]
-    t = {k: f"{k}-eo-{run_id}" for k in ("events", "items", "recs", "dlq")}
-    ensure_topics(
-        kafka_bootstrap,
-        {t["events"]: 2, t["items"]: 1, t["recs"]: 2, t["dlq"]: 1},
-        compacted={t["items"]},
-    )
+    t = job_topics(kafka_bootstrap, "eo")
     produce(
         kafka_bootstrap,
         t["items"],

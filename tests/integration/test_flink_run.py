@@ -6,13 +6,11 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import uuid
 
 import pytest
 
 from streamrec import paths
-from streamrec.topics import ensure_topics
-from tests.integration.conftest import consume_until, produce, wait_for_catalog
+from tests.integration.conftest import consume_until, job_topics, produce, wait_for_catalog
 
 pytestmark = pytest.mark.integration
 
@@ -22,13 +20,7 @@ TS0 = 1_291_190_000_000
 def test_flink_run_on_standalone_cluster(
     kafka_bootstrap, flink_standalone, tiny_model_dir, tmp_path
 ):
-    run_id = uuid.uuid4().hex[:8]
-    t = {k: f"{k}-fr-{run_id}" for k in ("events", "items", "recs", "dlq")}
-    ensure_topics(
-        kafka_bootstrap,
-        {t["events"]: 2, t["items"]: 1, t["recs"]: 2, t["dlq"]: 1},
-        compacted={t["items"]},
-    )
+    t = job_topics(kafka_bootstrap, "fr")
     produce(
         kafka_bootstrap,
         t["items"],
@@ -72,7 +64,7 @@ def test_flink_run_on_standalone_cluster(
         "--dlq-topic",
         t["dlq"],
         "--group-id",
-        f"fr-{run_id}",
+        f"group-{t['events']}",
         "--parallelism",
         "2",
         "--model",

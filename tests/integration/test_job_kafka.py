@@ -12,8 +12,7 @@ import uuid
 import pytest
 
 from jobs.config import job_command
-from streamrec.topics import ensure_topics
-from tests.integration.conftest import consume_until, produce, wait_for_catalog
+from tests.integration.conftest import consume_until, job_topics, produce, wait_for_catalog
 
 pytestmark = pytest.mark.integration
 
@@ -80,18 +79,7 @@ class RunningJob:
 
 @pytest.fixture(scope="module")
 def job(kafka_bootstrap, tiny_model_dir, tmp_path_factory):
-    run_id = uuid.uuid4().hex[:8]
-    topics = {
-        "events": f"events-{run_id}",
-        "items": f"items-{run_id}",
-        "recs": f"recs-{run_id}",
-        "dlq": f"dlq-{run_id}",
-    }
-    ensure_topics(
-        kafka_bootstrap,
-        {topics["events"]: 2, topics["items"]: 1, topics["recs"]: 2, topics["dlq"]: 1},
-        compacted={topics["items"]},
-    )
+    topics = job_topics(kafka_bootstrap, "job")
     produce(kafka_bootstrap, topics["items"], [item(k, t) for k, t in CATALOG.items()])
     run = RunningJob(
         kafka_bootstrap, topics, tiny_model_dir, tmp_path_factory.mktemp("job") / "job.log"

@@ -4,14 +4,12 @@ replayed at a steady pace, gives the same lists (reproducible evaluation)."""
 from __future__ import annotations
 
 import json
-import uuid
 
 import pytest
 
 from streamrec import paths, retail
 from streamrec.replay import replay
-from streamrec.topics import ensure_topics
-from tests.integration.conftest import consume_until
+from tests.integration.conftest import consume_until, job_topics
 from tests.integration.test_job_kafka import RunningJob
 
 pytestmark = pytest.mark.integration
@@ -22,13 +20,7 @@ ROWS = 500  # ~20 invoices of real Online Retail data
 def run_job_on(records, n_events, bootstrap, model_dir, workdir, *, backlog: bool, rate=None):
     """Fresh topics and a fresh job; the history either waits on the topics before the job starts
     (a backlog read at full speed) or is replayed at ``rate`` while the job runs."""
-    run_id = uuid.uuid4().hex[:8]
-    t = {k: f"{k}-det-{run_id}" for k in ("events", "items", "recs", "dlq")}
-    ensure_topics(
-        bootstrap,
-        {t["events"]: 2, t["items"]: 1, t["recs"]: 2, t["dlq"]: 1},
-        compacted={t["items"]},
-    )
+    t = job_topics(bootstrap, "det")
     if backlog:
         replay(records, bootstrap, t["events"], t["items"], progress=False)
     workdir.mkdir()
