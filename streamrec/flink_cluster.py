@@ -283,7 +283,9 @@ def start(
         ov = overview(rest)
         if ov and ov.get("taskmanagers", 0) >= 1 and ov.get("slots-total", 0) >= slots:
             break
-        dead = [d for d, pids in running_pids(base_dir).items() if not pids]
+        # plain liveness here: right after the scripts return, a daemon's pid can still be the
+        # forked shell that has not exec'd java yet, which _is_flink would take for a stranger
+        dead = [d for d in DAEMONS if not any(_alive(p) for p in _pids(base_dir, d))]
         if dead or time.monotonic() > deadline:
             why = f"{', '.join(dead)} exited" if dead else f"not ready within {timeout:.0f}s"
             tail = _logs_tail(base_dir)
