@@ -11,6 +11,12 @@ the transformers model with the same mean pooling and normalisation under ``infe
 with the same intra-op thread count. Engines are interleaved round by round so a noisy machine
 hurts them alike; throughput is sequences / median round time, latency is per batch.
 
+Under the table (CPU, with PyTorch) it prints a ceiling for each CPU ratio: the share of
+PyTorch's time spent in its linear layers (torch profiler, one pass) and how fast ONNX Runtime
+runs the same GEMMs (fp32 MatMul, int8 DynamicQuantizeMatMul) at the workload's tokens per
+batch; no engine can beat PyTorch by more than GEMM speed-up / GEMM share, even with every
+other op free. ``--no-ceiling`` skips it.
+
 Where CUDA is usable it adds fp16 on the CUDA provider (and PyTorch fp16 on the GPU as its
 baseline) and a sweep over batch sizes 1..1024 and sequence lengths 16, 32, 128, each printed
 beside the FLOP-bound limit of the GPU (see ``flops_per_sequence``).
@@ -271,6 +277,137 @@ def gpu_sweep(engine: OnnxEngine, config: dict[str, int], peak_tflops: float, bu
     return points
 
 
+# --------------------------------------------------------------------------- ceiling
+
+GEMM_OPS = ("aten::addmm", "aten::mm")  # what nn.Linear runs on CPU
+
+
+def torch_gemm_share(engine: TorchEngine, batches) -> float:
+    """Share of PyTorch's wall time, over one pass of ``batches``, spent in its linear layers."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        t = time.perf_counter()
+        for _, feeds in batches:
+            engine(feeds)
+        wall = time.perf_counter() - t
+    gemm = sum(e.self_cpu_time_total for e in prof.key_averages() if e.key in GEMM_OPS)
+    return min(1.0, gemm / 1e6 / wall)  # profiler times are microseconds
+
+
+def _linear_model(m: int, k: int, n: int, int8: bool):
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    w = (rng.standard_normal((k, n)) / np.sqrt(k)).astype(np.float32)
+    bias = numpy_helper.from_array(rng.standard_normal(n).astype(np.float32), "bias")
+    if int8:  # what quantize_dynamic makes of MatMul + Add: per-channel int8 weights
+        scale = np.maximum(np.abs(w).max(0), 1e-8) / 127
+        inits = [
+            numpy_helper.from_array(np.round(w / scale).astype(np.int8), "w"),
+            numpy_helper.from_array(scale.astype(np.float32), "scale"),
+            numpy_helper.from_array(np.zeros(n, np.int8), "zero"),
+            bias,
+        ]
+        node = helper.make_node(
+            "DynamicQuantizeMatMul", ["x", "w", "scale", "zero", "bias"], ["y"],
+            domain="com.microsoft",
+        )  # fmt: skip
+        nodes = [node]
+    else:
+        inits = [numpy_helper.from_array(w, "w"), bias]
+        nodes = [helper.make_node("MatMul", ["x", "w"], ["xw"]),
+                 helper.make_node("Add", ["xw", "bias"], ["y"])]  # fmt: skip
+    graph = helper.make_graph(
+        nodes,
+        "linear",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [m, k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [m, n])],
+        inits,
+    )
+    opsets = [helper.make_opsetid("", 17), helper.make_opsetid("com.microsoft", 1)]
+    return helper.make_model(graph, opset_imports=opsets)
+
+
+def _per_call_s(fn, min_s: float = 0.3) -> float:
+    for _ in range(3):
+        fn()
+    n, t = 0, time.perf_counter()
+    while n < 5 or time.perf_counter() - t < min_s:
+        fn()
+        n += 1
+    return (time.perf_counter() - t) / n
+
+
+def gemm_ceiling(config: dict[str, int], tokens_per_batch: int, threads: int) -> dict[str, float]:
+    """Time one layer's linear layers (Q, K, V, output, FFN up, FFN down) at the workload's size.
+
+    Returns seconds per layer for PyTorch fp32 (``F.linear``), ONNX Runtime fp32 (MatMul + Add)
+    and ONNX Runtime int8 (DynamicQuantizeMatMul, per-channel weights), each on ``threads``
+    threads, and the speed of each ONNX kind relative to PyTorch.
+    """
+    import onnxruntime as ort
+    import torch
+
+    h, i = config["hidden_size"], config["intermediate_size"]
+    shapes = [(h, h)] * 4 + [(h, i), (i, h)]
+    m = max(1, int(tokens_per_batch))
+    x_of = {k: np.random.default_rng(1).standard_normal((m, k)).astype(np.float32) for k in (h, i)}
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    out = {"torch": 0.0, "fp32": 0.0, "int8": 0.0, "tokens": m}
+    for k, n in shapes:
+        xt, wt = torch.from_numpy(x_of[k]), torch.randn(n, k) / k**0.5
+        bt = torch.randn(n)
+        with torch.inference_mode():
+            out["torch"] += _per_call_s(
+                lambda xt=xt, wt=wt, bt=bt: torch.nn.functional.linear(xt, wt, bt)
+            )
+        for kind in ("fp32", "int8"):
+            model = _linear_model(m, k, n, int8=(kind == "int8"))
+            sess = ort.InferenceSession(
+                model.SerializeToString(), so, providers=["CPUExecutionProvider"]
+            )
+            feeds = {"x": x_of[k]}
+            out[kind] += _per_call_s(lambda sess=sess, feeds=feeds: sess.run(None, feeds))
+    out["fp32_vs_torch"] = out["torch"] / out["fp32"]
+    out["int8_vs_torch"] = out["torch"] / out["int8"]
+    return out
+
+
+def ceiling_ratios(gemm_share: float, gemm: dict[str, float]) -> dict[str, float]:
+    """Best ratio to PyTorch each ONNX kind could reach if every non-GEMM op cost it nothing.
+
+    PyTorch spends ``gemm_share`` of its time in GEMMs; ONNX Runtime runs the same GEMMs
+    ``gemm[kind + "_vs_torch"]`` times as fast; so its time is at least
+    ``gemm_share / that`` of PyTorch's, and the ratio at most ``that / gemm_share``.
+    """
+    share = max(gemm_share, 1e-9)
+    return {kind: gemm[f"{kind}_vs_torch"] / share for kind in ("fp32", "int8")}
+
+
+def print_ceiling(torch_engine, batches, manifest, threads: int) -> dict[str, Any]:
+    """How far each CPU ratio could go at all, printed under the table (see ceiling_ratios)."""
+    arch = manifest["architecture"]
+    cfg = {k: arch[k] for k in ("hidden_size", "intermediate_size", "num_hidden_layers")}
+    share = torch_gemm_share(torch_engine, batches)
+    tokens = round(float(np.mean([f["input_ids"].size for _, f in batches])))
+    gemm = gemm_ceiling(cfg, tokens, threads)
+    best = ceiling_ratios(share, gemm)
+    print(
+        f"\nceiling: PyTorch spends {100 * share:.0f}% of its time in GEMMs (linear layers); "
+        f"the same GEMMs at {tokens} tokens/batch, {threads} threads:"
+    )
+    for kind, target in TARGETS.items():
+        print(
+            f"  {kind}: ONNX Runtime's GEMMs run {gemm[f'{kind}_vs_torch']:.2f}x PyTorch's -> at "
+            f"most {best[kind]:.2f}x overall even if every other op cost nothing "
+            f"(target {target}x)"
+        )
+    return {"torch_gemm_share": share, "gemm": gemm, "max_ratio": best}
+
+
 # --------------------------------------------------------------------------- main
 
 
@@ -299,12 +436,18 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--sweep-seconds", type=float, default=60.0, help="time budget of the sweep")
     p.add_argument("--peak-tflops", type=float, default=DEFAULT_PEAK_TFLOPS)
     p.add_argument("--json", type=Path, default=None, help="write one object per variant")
+    p.add_argument(
+        "--no-ceiling",
+        action="store_true",
+        help="skip the GEMM-bound ceiling of the CPU ratios (needs PyTorch)",
+    )
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("KINETO_LOG_LEVEL", "5")  # the ceiling's profiler: no GPU probe noise
     import torch
 
     import streamrec.paths
@@ -358,8 +501,11 @@ def main(argv: list[str] | None = None) -> int:
 
     load_before = os.getloadavg()[0]
     results: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in engines}
+    batches_of = {}
     for w in workloads:
-        batches = make_batches(tok, inputs[w], args.batch, manifest["max_length"], True)
+        batches = batches_of[w] = make_batches(
+            tok, inputs[w], args.batch, manifest["max_length"], True
+        )
         tokens = sum(int(f["attention_mask"].sum()) for _, f in batches)
         print(
             f"[{w}] {len(inputs[w])} texts, {tokens / len(inputs[w]):.1f} tokens/text, "
@@ -420,6 +566,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"target {v} >= {target}x torch on {main_w}: {r['ratio_vs_torch']:.2f}x -> {verdict}"
             )
 
+    ceiling = None
+    cpu_variants = [v for v in TARGETS if v in engines and engines[v].provider == "cpu"]
+    if "torch" in engines and cpu_variants and not args.no_ceiling:
+        ceiling = print_ceiling(engines["torch"], batches_of[main_w], manifest, args.threads)
+
     sweep = None
     if "fp16" in engines and (
         args.gpu_sweep == "on" or (args.gpu_sweep == "auto" and engines["fp16"].provider == "cuda")
@@ -465,6 +616,13 @@ def main(argv: list[str] | None = None) -> int:
                 **r,
                 "workloads": per_w,
             }
+            if key in TARGETS and ceiling is not None:
+                obj["ceiling"] = {
+                    "torch_gemm_share": ceiling["torch_gemm_share"],
+                    "gemm_vs_torch": ceiling["gemm"][f"{key}_vs_torch"],
+                    "max_ratio_vs_torch": ceiling["max_ratio"][key],
+                    "tokens_per_batch": ceiling["gemm"]["tokens"],
+                }
             if key == "fp16" and sweep is not None:
                 obj["gpu_sweep"] = sweep
                 obj["flop_formula"] = FLOP_FORMULA

@@ -77,6 +77,11 @@ def test_benchmark_end_to_end(tmp_path, tiny_ckpt, retail_csv, capsys):
         "tiny-bert-onnx-fp32@"
     )
     assert objs[2]["mean_cosine"] > 0.99
+    assert "ceiling: PyTorch spends" in table
+    for o in objs[1:]:
+        c = o["ceiling"]
+        assert 0 < c["torch_gemm_share"] <= 1 and c["gemm_vs_torch"] > 0
+        assert c["max_ratio_vs_torch"] == pytest.approx(c["gemm_vs_torch"] / c["torch_gemm_share"])
     # the exports are cached: a second run does not export again
     assert bench.main([*args, "--no-torch", "--workloads", "queries"]) == 0
     assert "exporting" not in capsys.readouterr().out
@@ -106,3 +111,19 @@ def test_bench_cli_dispatch(capsys):
     with pytest.raises(SystemExit) as info:
         bench_cli.main(["encoder", "--help"])
     assert info.value.code == 0
+
+
+def test_ceiling_is_gemm_speed_over_gemm_share():
+    gemm = {"fp32_vs_torch": 1.0, "int8_vs_torch": 4.0}
+    best = bench.ceiling_ratios(0.7, gemm)
+    # fp32 GEMMs as fast as PyTorch's, 70% of PyTorch's time in GEMMs: 1/0.7 at best
+    assert best["fp32"] == pytest.approx(1 / 0.7) and best["int8"] == pytest.approx(4 / 0.7)
+
+
+def test_gemm_ceiling_times_every_kind():
+    cfg = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2}
+    g = bench.gemm_ceiling(cfg, tokens_per_batch=16, threads=1)
+    assert g["tokens"] == 16
+    for kind in ("torch", "fp32", "int8"):
+        assert g[kind] > 0
+    assert g["fp32_vs_torch"] == pytest.approx(g["torch"] / g["fp32"])
