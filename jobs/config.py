@@ -30,6 +30,7 @@ class JobConfig:
     device: str = "auto"
     encoder_batch_size: int = 64
     encoder_max_delay_ms: int = 5
+    embedding_store: str | None = None
     top_k: int = 10
     start_from: str = "earliest"
     checkpoint_interval_ms: int = 10_000
@@ -114,6 +115,13 @@ def parser() -> argparse.ArgumentParser:
         metavar="MS",
         dest="encoder_max_delay_ms",
         help="latency budget of an encoder batch (processing time)",
+    )
+    a(
+        "--embedding-store",
+        default=None,
+        metavar="DIR",
+        help="RocksDB embedding store written by `streamrec encode-catalog`: catalog texts "
+        "found there for this model are not encoded again (a path every TaskManager can read)",
     )
     a("--top-k", type=int, default=d.top_k)
     a(

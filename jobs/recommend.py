@@ -161,6 +161,15 @@ def pipeline(items_raw, events_raw, cfg: JobConfig):
 
     # encoder operators batch records per bucket (a few buckets per task)
     encoder_args = (str(model_dir), cfg.device, cfg.encoder_batch_size, cfg.encoder_max_delay_ms)
+    store_path = None  # catalog embeddings computed offline (streamrec encode-catalog)
+    if cfg.embedding_store:
+        store = Path(cfg.embedding_store).expanduser().resolve()
+        store_path = str(store)
+        if not (store / "CURRENT").is_file():
+            raise SystemExit(
+                f"--embedding-store {cfg.embedding_store}: no RocksDB store there "
+                "(create it with `streamrec encode-catalog --store DIR`)"
+            )
     buckets = 4 * cfg.parallelism
 
     def event_time(assigner):
@@ -178,7 +187,7 @@ def pipeline(items_raw, events_raw, cfg: JobConfig):
         .name("item-time")
         .uid("item-time")
         .key_by(lambda it: bucket_of(it.item_id, buckets), key_type=Types.INT())
-        .process(EncodeItems(*encoder_args, event_time_flush=True))
+        .process(EncodeItems(*encoder_args, event_time_flush=True, store_path=store_path))
         .name("encode-items")
         .uid("encode-items")
         .broadcast(CATALOG_STATE)

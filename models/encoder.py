@@ -36,6 +36,7 @@ class EncoderStats:
 
     cache_hits: int = 0
     cache_misses: int = 0
+    store_hits: int = 0  # cache misses served by the on-disk embedding store
     batches: int = 0
     sequences: int = 0
     tokens: int = 0  # real tokens run through the model
@@ -156,6 +157,8 @@ class Encoder:
     ``batch_size``: texts per model call; texts are sorted by token length first so each batch
     pads little. ``intra_op_threads``: ONNX Runtime's intra-op threads (None: its default).
     ``cache_size``: LRU entries keyed by the exact text (0 disables the cache).
+    ``store``: an on-disk :class:`models.embedding_store.EmbeddingStore` of this model, asked for
+    texts the cache does not hold before they go to the model (see ``attach_store``).
     """
 
     def __init__(
@@ -167,6 +170,7 @@ class Encoder:
         intra_op_threads: int | None = None,
         cache_size: int = 20000,
         verify_sha256: bool = True,
+        store=None,
     ):
         import onnxruntime as ort
         from tokenizers import Tokenizer
@@ -189,6 +193,7 @@ class Encoder:
         self.cache_size = max(0, int(cache_size))
         self.stats = EncoderStats()
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
+        self.store = None
 
         tok_path = self.model_dir / "tokenizer.json"
         if not tok_path.is_file():
@@ -240,6 +245,8 @@ class Encoder:
             self.batch_size,
             intra_op_threads or "ort-default",
         )
+        if store is not None:
+            self.attach_store(store)
         if self.provider == "cpu" and self.variant == "fp16":
             log.warning("fp16 export on the CPU provider: slow or unsupported; use fp32 or int8")
         if self.provider == "cuda" and self.variant == "int8":
@@ -257,6 +264,15 @@ class Encoder:
         if usable:
             return "cuda", why
         return "cpu", f"CUDA not usable: {why}"
+
+    def attach_store(self, store) -> None:
+        """Serve cache misses from ``store`` (an EmbeddingStore) when it holds the text."""
+        if store.model_id != self.model_id or store.dim != self.dim:
+            raise ValueError(
+                f"embedding store is for {store.model_id} ({store.dim} dims), "
+                f"this encoder is {self.model_id} ({self.dim} dims)"
+            )
+        self.store = store
 
     # ------------------------------------------------------------------ encoding
     def encode(self, texts: Sequence[str]) -> np.ndarray:
@@ -280,6 +296,13 @@ class Encoder:
             else:
                 todo[text] = [i]
                 self.stats.cache_misses += 1
+        if todo and self.store is not None:
+            for text, vec in zip(list(todo), self.store.get_many(list(todo)), strict=True):
+                if vec is not None:
+                    out[todo[text]] = vec
+                    self.stats.store_hits += 1
+                    self._remember(text, vec)
+                    del todo[text]
         if todo:
             unique = list(todo)
             vectors = self._encode_uncached(unique)

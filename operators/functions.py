@@ -99,8 +99,10 @@ class _BatchEncoder(KeyedProcessFunction):
         batch_size: int,
         max_delay_ms: int,
         event_time_flush: bool = False,
+        store_path: str | None = None,
     ):
         self.model_dir = model_dir
+        self.store_path = store_path
         self.provider = provider
         self.policy = BatchPolicy(batch_size, max_delay_ms)
         self.event_time_flush = event_time_flush
@@ -115,6 +117,12 @@ class _BatchEncoder(KeyedProcessFunction):
             self.model_dir, provider=self.provider, batch_size=self.policy.max_size
         )
         self.encoder.warmup()
+        if self.store_path:  # read-only: every task (and a writer) may have it open at once
+            from models.embedding_store import EmbeddingStore
+
+            self.encoder.attach_store(
+                EmbeddingStore(self.store_path, self.encoder.model_id, self.encoder.dim)
+            )
         self.waiting = runtime_context.get_state(
             ValueStateDescriptor("waiting", Types.PICKLED_BYTE_ARRAY())
         )
@@ -122,12 +130,13 @@ class _BatchEncoder(KeyedProcessFunction):
         self._task = runtime_context.get_task_name_with_subtasks()
         self._sizes: list[int] = []
         log.info(
-            "%s: encoder %s on %s (batches of up to %d, %d ms budget)",
+            "%s: encoder %s on %s (batches of up to %d, %d ms budget, embedding store %s)",
             self._task,
             self.encoder.model_id,
             self.encoder.provider,
             self.policy.max_size,
             self.policy.max_delay_ms,
+            self.store_path or "none",
         )
 
     def text(self, value) -> str | None:
@@ -175,6 +184,10 @@ class _BatchEncoder(KeyedProcessFunction):
     def close(self):
         if getattr(self, "_sizes", None):
             log.info("%s: encoder batches %s", self._task, batch_size_summary(self._sizes))
+        store = self.encoder and self.encoder.store
+        if store is not None:
+            log.info("%s: %s", self._task, self.encoder.stats.as_dict())
+            store.close()
 
 
 class EncodeItems(_BatchEncoder):

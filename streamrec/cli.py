@@ -18,6 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cluster": ("streamrec.flink_cluster", "start/stop a local standalone Flink cluster"),
     "topics": ("streamrec.topics", "create the job's topics (AdminClient)"),
     "export-model": ("models.export", "export a BERT checkpoint to ONNX and validate it"),
+    "encode-catalog": (
+        "streamrec.encode_catalog",
+        "embed the catalog offline into the embedding store the job bootstraps from",
+    ),
     "run": ("jobs.recommend", "run the recommendation job on the local mini-cluster"),
     "replay": ("streamrec.replay", "replay Online Retail CSV rows as contract events"),
     "watch": ("streamrec.watch", "tail the recommendations topic readably"),

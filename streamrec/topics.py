@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Iterable, Mapping
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from streamrec import paths
@@ -36,6 +36,39 @@ def parse_client_properties(pairs: Iterable[str] | None) -> dict[str, str]:
             raise ValueError(f"client property {pair!r} is not KEY=VALUE")
         out[key.strip()] = value.strip()
     return out
+
+
+def read_to_end(consumer: Consumer, topic: str, timeout: float = 60):
+    """Yield ``topic``'s messages from the beginning up to its end as of the call.
+
+    Assigns every partition to ``consumer`` (left assigned, so later records keep arriving for
+    a caller that goes on polling). Raises TimeoutError if the end is not reached in
+    ``timeout`` seconds; a missing topic yields nothing.
+    """
+    md = consumer.list_topics(topic, timeout=10).topics.get(topic)
+    if md is None or md.error is not None:
+        return
+    parts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(md.partitions)]
+    consumer.incremental_assign(parts)
+    ends = {}
+    for tp in parts:
+        lo, hi = consumer.get_watermark_offsets(tp, timeout=10)
+        if hi > lo:
+            ends[tp.partition] = hi
+    deadline = time.monotonic() + timeout
+    while ends:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{topic}: end not reached in {timeout:.0f}s ({ends} to go)")
+        msg = consumer.poll(0.5)
+        if msg is None:
+            continue
+        if msg.error():
+            if msg.error().fatal():
+                raise KafkaException(msg.error())
+            continue
+        yield msg
+        if msg.offset() + 1 >= ends.get(msg.partition(), 0):
+            ends.pop(msg.partition(), None)
 
 
 def add_client_flags(parser: argparse.ArgumentParser) -> None:

@@ -9,6 +9,7 @@ while watching. A tombstone (null value) prints as "forgotten".
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -23,6 +24,7 @@ from streamrec.topics import (
     RECOMMENDATIONS_TOPIC,
     add_client_flags,
     parse_client_properties,
+    read_to_end,
 )
 
 
@@ -107,23 +109,9 @@ def load_titles(consumer: Consumer, items_topic: str, timeout: float = 60) -> di
     Leaves the items partitions assigned, so later catalog updates keep arriving.
     """
     titles: dict[str, str] = {}
-    parts = _partitions(consumer, items_topic, OFFSET_BEGINNING)
-    if not parts:
-        return titles
-    consumer.incremental_assign(parts)
-    ends = {}
-    for tp in parts:
-        lo, hi = consumer.get_watermark_offsets(tp, timeout=10)
-        if hi > lo:
-            ends[tp.partition] = hi
-    deadline = time.monotonic() + timeout
-    while ends and time.monotonic() < deadline:
-        msg = consumer.poll(0.5)
-        if msg is None or msg.error():
-            continue
-        _update_titles(titles, msg)
-        if msg.offset() + 1 >= ends.get(msg.partition(), 0):
-            ends.pop(msg.partition(), None)
+    with contextlib.suppress(TimeoutError):  # show lists with the titles read so far
+        for msg in read_to_end(consumer, items_topic, timeout):
+            _update_titles(titles, msg)
     return titles
 
 

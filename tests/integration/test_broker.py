@@ -7,6 +7,7 @@ import json
 import socket
 import time
 
+import numpy as np
 import pytest
 
 from streamrec import kafka_broker, paths, replay, retail, topics, watch
@@ -116,3 +117,37 @@ def test_start_refuses_a_busy_port(tmp_path):
         blocker.listen()
         with pytest.raises(kafka_broker.BrokerError, match="in use"):
             kafka_broker.start(port, tmp_path)
+
+
+def test_encode_catalog_from_topic(
+    kafka_bootstrap, topic_factory, produce, tiny_model_dir, tmp_path
+):
+    """The offline catalog encoder reads every item version from the topic (2 partitions) to its
+    end, skips tombstones and invalid records, and stores one vector per distinct text."""
+    from models.embedding_store import EmbeddingStore
+    from models.encoder import Encoder
+    from streamrec import encode_catalog
+
+    items = topic_factory("items", partitions=2, compacted=True)
+    produce(
+        kafka_bootstrap,
+        items,
+        [
+            ("1", {"title": "WHITE METAL LANTERN"}),
+            ("2", {"title": "RED MUG", "category": "kitchen"}),
+            ("1", {"title": "WHITE METAL LANTERN, LARGE"}),  # a new version: its text too
+            ("3", None),  # removed: nothing to embed
+            ("4", b"{not json"),
+        ],
+    )
+    store = tmp_path / "store"
+    args = ["--from-topic", "--items-topic", items, "--bootstrap-servers", kafka_bootstrap]
+    args += ["--store", str(store), "--model", str(tiny_model_dir), "--device", "cpu"]
+    assert encode_catalog.main(args) == 0
+    texts = ["WHITE METAL LANTERN", "RED MUG . kitchen", "WHITE METAL LANTERN, LARGE"]
+    enc = Encoder(tiny_model_dir, provider="cpu")
+    with EmbeddingStore(store, enc.model_id, enc.dim) as s:
+        assert len(s) == 3
+        got = s.get_many(texts)
+    for g, e in zip(got, enc.encode(texts), strict=True):
+        np.testing.assert_allclose(g, e, atol=1e-6)

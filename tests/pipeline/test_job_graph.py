@@ -200,3 +200,56 @@ def test_catalog_is_embedded_in_batches(tiny_model_dir, tmp_path):
     print("batch size each item was encoded in:", summary)
     assert max(sizes) > 1  # records that were waiting went to the model together
     assert sum(1 for n in sizes if n >= 16) > len(sizes) / 2  # most items in sizeable batches
+
+
+def test_catalog_bootstraps_from_the_embedding_store(tiny_model_dir, tmp_path):
+    """With --embedding-store, items whose text the store holds for this model get the stored
+    vector (the encoder is not asked), the others are encoded; two tasks read the store at once."""
+    import numpy as np
+    from pyflink.common import WatermarkStrategy
+
+    from models.embedding_store import EmbeddingStore
+    from models.encoder import Encoder
+    from operators.batching import bucket_of
+    from operators.events import Item
+    from operators.functions import EncodeItems, ItemTimestamps, ParseItems
+
+    enc = Encoder(tiny_model_dir, provider="cpu")
+    texts = {k: Item(k, t).text() for k, t in ITEMS.items()}
+    stored = list(ITEMS)[:3]
+    sentinels = np.eye(len(stored), enc.dim, dtype=np.float32)  # nothing the model would say
+    with EmbeddingStore(tmp_path / "store", enc.model_id, enc.dim, read_only=False) as s:
+        s.put_many([texts[k] for k in stored], sentinels)
+
+    cfg = JobConfig(
+        model=str(tiny_model_dir),
+        parallelism=2,
+        checkpoint_interval_ms=0,
+        restart_attempts=0,
+        checkpoint_dir=str(tmp_path / "ckpt"),
+        embedding_store=str(tmp_path / "nowhere"),
+    )
+    with pytest.raises(SystemExit, match="no RocksDB store there"):
+        pipeline(None, None, cfg)  # checked on the client, before anything is submitted
+
+    env = environment(cfg)
+    parsed = env.from_collection(item_rows(), type_info=RAW_ROW).process(ParseItems())
+    timed = parsed.assign_timestamps_and_watermarks(
+        WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(ItemTimestamps())
+    )
+    encoded = (
+        timed.filter(lambda it: hasattr(it, "title"))
+        .key_by(lambda it: bucket_of(it.item_id, 8))
+        .process(
+            EncodeItems(str(tiny_model_dir), "cpu", 64, 50, store_path=str(tmp_path / "store"))
+        )
+        .map(lambda e: (e.item_id, e.embedding))
+    )
+    with encoded.execute_and_collect() as results:
+        got = {k: np.frombuffer(v, dtype="<f4") for k, v in results}
+    assert set(got) == set(ITEMS)
+    for k, vec in zip(stored, sentinels, strict=True):
+        np.testing.assert_array_equal(got[k], vec)
+    fresh = [k for k in ITEMS if k not in stored]
+    for k, vec in zip(fresh, enc.encode([texts[k] for k in fresh]), strict=True):
+        np.testing.assert_allclose(got[k], vec, atol=1e-5)
