@@ -53,9 +53,9 @@ def items_from_retail(path: Path) -> Iterator[Item]:
     """Every product title of an Online Retail file, as the replay would publish them."""
     from streamrec import retail
 
-    for row in retail.iter_retail_rows(path):
-        if retail.is_purchase(row):
-            yield item_from_dict(retail.item_record(row))
+    for kind, key, value in retail.to_contract_records(retail.iter_retail_rows(path)):
+        if kind == "items":
+            yield item_from_dict(value, key)
 
 
 def items_from_topic(
@@ -139,9 +139,8 @@ def _parser() -> argparse.ArgumentParser:
     )
     src.add_argument(
         "--from-retail",
-        type=Path,
         nargs="?",
-        const=Path(""),
+        const="",
         metavar="CSV",
         help="Online Retail product titles (default file: the shared data, else the sample)",
     )
@@ -179,7 +178,7 @@ def main(argv: list[str] | None = None) -> int:
     elif args.from_jsonl is not None:
         items, source = items_from_jsonl(args.from_jsonl), str(args.from_jsonl)
     else:
-        csv = args.from_retail if str(args.from_retail) else paths.default_data_file()
+        csv = Path(args.from_retail) if args.from_retail else paths.default_data_file()
         items, source = items_from_retail(csv), str(csv)
     try:
         store = EmbeddingStore(args.store, encoder.model_id, encoder.dim, read_only=False)

@@ -111,3 +111,21 @@ def test_encode_catalog_reports_a_missing_model(tmp_path, capsys):
     args = ["--from-jsonl", str(tmp_path / "x"), "--model", str(tmp_path / "no-model")]
     assert encode_catalog.main([*args, "--store", str(tmp_path / "s")]) == 1
     assert "no-model" in capsys.readouterr().err
+
+
+def test_encode_catalog_from_retail_takes_every_title_version(tiny_model_dir, tmp_path, capsys):
+    csv = tmp_path / "retail.csv"
+    header = "InvoiceNo,StockCode,Description,Quantity,InvoiceDate,UnitPrice,CustomerID,Country"
+    rows = [
+        "536365,85123A,WHITE HANGING HEART T-LIGHT HOLDER,6,2010-12-01 08:26:00,2.55,17850,UK",
+        "536366,71053,WHITE METAL LANTERN,6,2010-12-01 08:28:00,3.39,17850,UK",
+        "536367,85123A,WHITE HANGING HEART T-LIGHT HOLDER,2,2010-12-01 09:00:00,2.55,13047,UK",
+        "536368,85123A,CREAM HANGING HEART T-LIGHT HOLDER,2,2010-12-02 09:00:00,2.55,13047,UK",
+    ]
+    csv.write_text("\n".join([header, *rows]) + "\n")
+    store = tmp_path / "store"
+    args = ["--from-retail", str(csv), "--store", str(store), "--model", str(tiny_model_dir)]
+    assert encode_catalog.main([*args, "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    # as the replay publishes them: each product once, again when its title changes
+    assert "3 item records" in out and "3 distinct texts" in out and "3 encoded" in out
