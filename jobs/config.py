@@ -149,6 +149,30 @@ def parser() -> argparse.ArgumentParser:
         help="bounded out-of-orderness of event time (ms)",
     )
     a(
+        "--idleness",
+        type=int,
+        default=d.idleness_ms,
+        metavar="MS",
+        dest="idleness_ms",
+        help="a source partition silent this long stops holding event time back (ms)",
+    )
+    a(
+        "--align",
+        choices=["event-time", "none"],
+        default=d.align,
+        help="event-time: apply each user's events once the watermark (events and catalog) "
+        "passes them, so lists do not depend on replay speed; none: apply at once",
+    )
+    a(
+        "--max-wait",
+        type=int,
+        default=d.max_wait_ms,
+        metavar="MS",
+        dest="max_wait_ms",
+        help="with --align event-time: longest an event waits (processing time) when event "
+        "time stands still",
+    )
+    a(
         "--state-ttl-days",
         type=float,
         default=d.state_ttl_days,
