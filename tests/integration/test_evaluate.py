@@ -67,3 +67,42 @@ def test_evaluate_end_to_end_on_a_small_slice(kafka_bootstrap, tiny_model_dir, t
     assert "| **job** |" in md and "| repeat_history |" in md
     assert (out / "ndcg_per_week.png").stat().st_size > 0
     assert (out / "latency_cdf.png").stat().st_size > 0
+
+
+def test_job_benchmark_reports_each_variant(kafka_bootstrap, tiny_model_dir, tmp_path, capsys):
+    """`streamrec bench job`: the real job from a real broker, two variants side by side."""
+    import json
+
+    from benchmarks import job as bench_job
+
+    out = tmp_path / "job.json"
+    rc = bench_job.main(
+        [
+            "--events", "600", "--bootstrap-servers", kafka_bootstrap,
+            "--model", str(tiny_model_dir), "--json", str(out),
+            "--variant", "event-time=", "--variant", "align-none=--align none",
+        ]
+    )  # fmt: skip
+    assert rc == 0
+    table = capsys.readouterr().out
+    assert "lists/s" in table and "align-none" in table
+    report = json.loads(out.read_text())
+    assert report["events"] == 600
+    rows = {r["variant"]: r for r in report["variants"]}
+    assert set(rows) == {"event-time", "align-none"}
+    for r in rows.values():
+        assert r["lists"] > 500 and r["lists_per_s"] > 0 and r["startup_s"] > 0
+    assert rows["event-time"]["ratio_vs_first"] == 1.0
+
+
+def test_job_benchmark_variant_flags():
+    import math
+
+    from benchmarks import job as bench_job
+
+    assert bench_job.split_parallelism("--parallelism 2 --align none") == (2, ["--align", "none"])
+    assert bench_job.split_parallelism("--parallelism=3") == (3, [])
+    assert bench_job.split_parallelism("") == (1, [])
+    t = bench_job.throughput({"a": 1000.0, "b": 2000.0, "c": 3000.0}, started_ms=0.0)
+    assert t == {"lists": 3, "lists_per_s": 1.0, "startup_s": 1.0, "steady_s": 2.0}
+    assert math.isnan(bench_job.throughput({"a": 5.0, "b": 5.0}, 0.0)["lists_per_s"])
