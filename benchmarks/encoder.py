@@ -277,6 +277,26 @@ def gpu_sweep(engine: OnnxEngine, config: dict[str, int], peak_tflops: float, bu
     return points
 
 
+def cpu_seconds() -> tuple[float, float, float] | None:
+    """(wall, machine busy CPU seconds from /proc/stat, this process's CPU seconds)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    ticks = [int(x) for x in fields]
+    busy = sum(ticks) - ticks[3] - (ticks[4] if len(ticks) > 4 else 0)  # minus idle, iowait
+    own = os.times()
+    return time.perf_counter(), busy / os.sysconf("SC_CLK_TCK"), own.user + own.system
+
+
+def other_processes_cpus(before, after) -> float | None:
+    """Average CPUs that other processes kept busy between two ``cpu_seconds()`` readings."""
+    if before is None or after is None or after[0] <= before[0]:
+        return None
+    others = (after[1] - before[1]) - (after[2] - before[2])
+    return max(0.0, others / (after[0] - before[0]))
+
+
 # --------------------------------------------------------------------------- ceiling
 
 GEMM_OPS = ("aten::addmm", "aten::mm")  # what nn.Linear runs on CPU
@@ -500,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     )
 
     load_before = os.getloadavg()[0]
+    cpu_before = cpu_seconds()
     results: dict[str, dict[str, dict[str, Any]]] = {k: {} for k in engines}
     batches_of = {}
     for w in workloads:
@@ -544,18 +565,21 @@ def main(argv: list[str] | None = None) -> int:
             )
     main_w = "titles" if "titles" in workloads else workloads[0]
     load = {"before": load_before, "after": os.getloadavg()[0], "cpus": os.cpu_count()}
+    load["others_cpus"] = other_processes_cpus(cpu_before, cpu_seconds())
     print(
         f"\n1-min load average {load['before']:.2f} before, {load['after']:.2f} after "
         f"({load['cpus']} CPUs)"
     )
-    # the load average counts this benchmark's own threads after the run, not before it
-    load["others_est"] = max(load["before"], load["after"] - args.threads)
-    if load["others_est"] > 0.5 * (os.cpu_count() or 1):
+    if load["others_cpus"] is not None:
+        print(f"other processes used {load['others_cpus']:.2f} CPUs on average during the run")
+    # 1-min load averages lag (they still count a command that ended just before this one),
+    # so contention is judged from the CPU time other processes used during the run itself
+    contended = (load["others_cpus"] or 0.0) > 0.25
+    if contended:
         print(
             "WARNING: other processes were competing for the CPUs; PyTorch's OpenMP threads "
             "suffer more from that than ONNX Runtime's, so the ratios overstate ONNX's lead"
         )
-    contended = load["others_est"] > 0.5 * (os.cpu_count() or 1)
     for v, target in TARGETS.items():
         r = results.get(v, {}).get(main_w)
         if r and "ratio_vs_torch" in r:

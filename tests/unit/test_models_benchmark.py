@@ -127,3 +127,12 @@ def test_gemm_ceiling_times_every_kind():
     for kind in ("torch", "fp32", "int8"):
         assert g[kind] > 0
     assert g["fp32_vs_torch"] == pytest.approx(g["torch"] / g["fp32"])
+
+
+def test_other_processes_cpu_share():
+    # 10 s of wall, the machine busy for 25 CPU-seconds, 15 of them this process's own
+    assert bench.other_processes_cpus((0.0, 100.0, 5.0), (10.0, 125.0, 20.0)) == 1.0
+    assert bench.other_processes_cpus((0.0, 100.0, 5.0), (10.0, 110.0, 20.0)) == 0.0
+    assert bench.other_processes_cpus(None, (1.0, 1.0, 1.0)) is None
+    wall, busy, own = bench.cpu_seconds()
+    assert wall > 0 and busy > 0 and own > 0
