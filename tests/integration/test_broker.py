@@ -151,3 +151,31 @@ def test_encode_catalog_from_topic(
         got = s.get_many(texts)
     for g, e in zip(got, enc.encode(texts), strict=True):
         np.testing.assert_allclose(g, e, atol=1e-6)
+
+
+def test_read_to_end_passes_a_commit_marker(kafka_bootstrap, topic_factory):
+    """A transactional producer's last offset is a control record no consumer receives;
+    reading to the end must still finish (the position passes it)."""
+    import uuid
+
+    from confluent_kafka import Consumer, Producer
+
+    topic = topic_factory("tx", partitions=2)
+    producer = Producer(
+        {"bootstrap.servers": kafka_bootstrap, "transactional.id": f"t-{uuid.uuid4().hex}"}
+    )
+    producer.init_transactions(30)
+    producer.begin_transaction()
+    for i in range(6):
+        producer.produce(topic, key=f"k{i}", value=f"v{i}")
+    producer.commit_transaction(30)
+    consumer = Consumer(
+        {"bootstrap.servers": kafka_bootstrap, "group.id": f"g-{uuid.uuid4().hex[:8]}"}
+    )
+    try:
+        t0 = time.monotonic()
+        got = sorted(m.value() for m in topics.read_to_end(consumer, topic, timeout=30))
+        assert got == [f"v{i}".encode() for i in range(6)]
+        assert time.monotonic() - t0 < 20
+    finally:
+        consumer.close()
