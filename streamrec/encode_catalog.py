@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     with store:
         try:
             stats = encode_catalog(items, store, encoder)
-        except TimeoutError as e:
+        except (TimeoutError, OSError) as e:  # the topic's end not reached, an unreadable file
             print(f"streamrec encode-catalog: {e}", file=sys.stderr)
             return 1
         total = len(store)

@@ -129,3 +129,9 @@ def test_encode_catalog_from_retail_takes_every_title_version(tiny_model_dir, tm
     out = capsys.readouterr().out
     # as the replay publishes them: each product once, again when its title changes
     assert "3 item records" in out and "3 distinct texts" in out and "3 encoded" in out
+
+
+def test_encode_catalog_reports_a_missing_input(tiny_model_dir, tmp_path, capsys):
+    args = ["--from-jsonl", str(tmp_path / "nope.jsonl"), "--model", str(tiny_model_dir)]
+    assert encode_catalog.main([*args, "--store", str(tmp_path / "s"), "--device", "cpu"]) == 1
+    assert "nope.jsonl" in capsys.readouterr().err
