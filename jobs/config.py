@@ -40,6 +40,7 @@ class JobConfig:
     idleness_ms: int = 2_000
     align: str = "event-time"
     max_wait_ms: int = 10_000
+    blas_threads: int = 1
     state_ttl_days: float = 90.0
     bundle_time_ms: int = 20
     bundle_size: int = 1000
@@ -171,6 +172,13 @@ def parser() -> argparse.ArgumentParser:
         dest="max_wait_ms",
         help="with --align event-time: longest an event waits (processing time) when event "
         "time stands still",
+    )
+    a(
+        "--blas-threads",
+        type=int,
+        default=d.blas_threads,
+        help="BLAS threads per Python worker for scoring (0: the library's default); scale "
+        "with --parallelism instead",
     )
     a(
         "--state-ttl-days",

@@ -216,6 +216,7 @@ def pipeline(items_raw, events_raw, cfg: JobConfig):
                 cfg.state_ttl_days,
                 align=cfg.align == "event-time",
                 max_wait_ms=cfg.max_wait_ms,
+                blas_threads=cfg.blas_threads,
             ),
             output_type=KV_ROW,
         )

@@ -59,13 +59,14 @@ class ParseEvents(ProcessFunction):
             yield parsed
 
 
-def single_threaded_blas() -> None:
-    """One BLAS thread per Python worker: Flink scales by slots, and OpenBLAS's threaded sgemv
-    on a catalog-sized matrix was measured ~15x slower than one thread on a 2-core machine
-    (3-4 ms vs 0.25 ms for 3,600 x 384), which capped the job at ~260 events/s."""
-    from threadpoolctl import threadpool_limits
+def limit_blas_threads(threads: int) -> None:
+    """BLAS threads of this Python worker (0: leave the library's default). Flink scales by
+    slots, and OpenBLAS's threaded sgemv on a catalog-sized matrix was measured ~15x slower
+    than one thread on a 2-core machine (3-4 ms vs 0.25 ms for 3,600 x 384)."""
+    if threads > 0:
+        from threadpoolctl import threadpool_limits
 
-    threadpool_limits(1, user_api="blas")
+        threadpool_limits(threads, user_api="blas")
 
 
 class ParseItems(ProcessFunction):
@@ -243,8 +244,10 @@ class Recommend(KeyedBroadcastProcessFunction):
         align: bool = True,
         max_wait_ms: int = 2000,
         params=None,
+        blas_threads: int = 1,
     ):
         self.dim = dim
+        self.blas_threads = blas_threads
         self.model_id = model_id
         self.top_k = top_k
         self.state_ttl_days = state_ttl_days
@@ -259,7 +262,7 @@ class Recommend(KeyedBroadcastProcessFunction):
     def open(self, runtime_context: RuntimeContext):
         from pyflink.common.time import Time
 
-        single_threaded_blas()
+        limit_blas_threads(self.blas_threads)
 
         desc = ValueStateDescriptor("profile", Types.PICKLED_BYTE_ARRAY())
         if self.state_ttl_days and self.state_ttl_days > 0:
