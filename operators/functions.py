@@ -353,6 +353,10 @@ class Recommend(KeyedBroadcastProcessFunction):
             ctx.timer_service().register_processing_time_timer(
                 ctx.timer_service().current_processing_time() + CATALOG_SETTLE_MS // 2
             )
+            # the event-time timers of these events may have fired already: if a bounded input
+            # ends before the catalog settles, the final watermark must still release them
+            # (pending processing-time timers do not fire once the inputs have ended)
+            ctx.timer_service().register_event_time_timer(END_OF_INPUT)
             return
         ready, rest = release(held, watermark)
         if rest:
