@@ -38,6 +38,14 @@ def parse_client_properties(pairs: Iterable[str] | None) -> dict[str, str]:
     return out
 
 
+def partitions(consumer: Consumer, topic: str, offset: int) -> list[TopicPartition]:
+    """Every partition of ``topic`` at ``offset`` (empty if the topic does not exist)."""
+    md = consumer.list_topics(topic, timeout=10).topics.get(topic)
+    if md is None or md.error is not None:
+        return []
+    return [TopicPartition(topic, p, offset) for p in sorted(md.partitions)]
+
+
 def read_to_end(consumer: Consumer, topic: str, timeout: float = 60):
     """Yield ``topic``'s messages from the beginning up to its end as of the call.
 
@@ -45,10 +53,9 @@ def read_to_end(consumer: Consumer, topic: str, timeout: float = 60):
     a caller that goes on polling). Raises TimeoutError if the end is not reached in
     ``timeout`` seconds; a missing topic yields nothing.
     """
-    md = consumer.list_topics(topic, timeout=10).topics.get(topic)
-    if md is None or md.error is not None:
+    parts = partitions(consumer, topic, OFFSET_BEGINNING)
+    if not parts:
         return
-    parts = [TopicPartition(topic, p, OFFSET_BEGINNING) for p in sorted(md.partitions)]
     consumer.incremental_assign(parts)
     ends = {}
     for tp in parts:

@@ -17,13 +17,14 @@ import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 
-from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, OFFSET_END, Consumer, KafkaError
 
 from streamrec.topics import (
     ITEMS_TOPIC,
     RECOMMENDATIONS_TOPIC,
     add_client_flags,
     parse_client_properties,
+    partitions,
     read_to_end,
 )
 
@@ -96,13 +97,6 @@ def _update_titles(titles: dict[str, str], msg) -> None:
         titles[str(item["item_id"])] = str(item.get("title") or "")
 
 
-def _partitions(consumer: Consumer, topic: str, offset: int) -> list[TopicPartition]:
-    md = consumer.list_topics(topic, timeout=10).topics.get(topic)
-    if md is None or md.error is not None:
-        return []
-    return [TopicPartition(topic, p, offset) for p in sorted(md.partitions)]
-
-
 def load_titles(consumer: Consumer, items_topic: str, timeout: float = 60) -> dict[str, str]:
     """Read ``items_topic`` from the beginning to its current end; item_id -> title.
 
@@ -150,7 +144,7 @@ def watch(
     printed = 0
     try:
         titles = load_titles(consumer, items_topic) if items_topic else {}
-        parts = _partitions(consumer, topic, OFFSET_BEGINNING if from_beginning else OFFSET_END)
+        parts = partitions(consumer, topic, OFFSET_BEGINNING if from_beginning else OFFSET_END)
         if not parts:
             print(f"watch: topic {topic!r} does not exist (yet)", file=sys.stderr)
             return 0
