@@ -81,6 +81,12 @@ def parser() -> argparse.ArgumentParser:
         "BERT encoder) -> rolling top-K lists on Kafka.",
     )
     a = p.add_argument
+
+    def ms(flag: str, help: str) -> None:
+        """An integer milliseconds flag ``--x-y`` stored in the field ``x_y_ms``."""
+        dest = flag[2:].replace("-", "_") + "_ms"
+        a(flag, type=int, default=getattr(d, dest), metavar="MS", dest=dest, help=help)
+
     a(
         "--bootstrap-servers",
         default=d.bootstrap_servers,
@@ -109,14 +115,7 @@ def parser() -> argparse.ArgumentParser:
         default=d.encoder_batch_size,
         help="texts encoded together at most",
     )
-    a(
-        "--encoder-max-delay",
-        type=int,
-        default=d.encoder_max_delay_ms,
-        metavar="MS",
-        dest="encoder_max_delay_ms",
-        help="latency budget of an encoder batch (processing time)",
-    )
+    ms("--encoder-max-delay", "latency budget of an encoder batch (processing time)")
     a(
         "--embedding-store",
         default=None,
@@ -131,32 +130,11 @@ def parser() -> argparse.ArgumentParser:
         default=d.start_from,
         help="where to start when the group has no committed offsets",
     )
-    a(
-        "--checkpoint-interval",
-        type=int,
-        default=d.checkpoint_interval_ms,
-        metavar="MS",
-        dest="checkpoint_interval_ms",
-        help="checkpoint interval in ms (0 disables)",
-    )
+    ms("--checkpoint-interval", "checkpoint interval in ms (0 disables)")
     a("--checkpoint-dir", default=None, help="checkpoint storage (path or URI)")
     a("--delivery", choices=["exactly-once", "at-least-once"], default=d.delivery)
-    a(
-        "--out-of-orderness",
-        type=int,
-        default=d.out_of_orderness_ms,
-        metavar="MS",
-        dest="out_of_orderness_ms",
-        help="bounded out-of-orderness of event time (ms)",
-    )
-    a(
-        "--idleness",
-        type=int,
-        default=d.idleness_ms,
-        metavar="MS",
-        dest="idleness_ms",
-        help="a source partition silent this long stops holding event time back (ms)",
-    )
+    ms("--out-of-orderness", "bounded out-of-orderness of event time (ms)")
+    ms("--idleness", "a source partition silent this long stops holding event time back (ms)")
     a(
         "--align",
         choices=["event-time", "none"],
@@ -164,13 +142,9 @@ def parser() -> argparse.ArgumentParser:
         help="event-time: apply each user's events once the watermark (events and catalog) "
         "passes them, so lists do not depend on replay speed; none: apply at once",
     )
-    a(
+    ms(
         "--max-wait",
-        type=int,
-        default=d.max_wait_ms,
-        metavar="MS",
-        dest="max_wait_ms",
-        help="with --align event-time: longest an event waits (processing time) when event "
+        "with --align event-time: longest an event waits (processing time) when event "
         "time stands still",
     )
     a(
@@ -186,14 +160,7 @@ def parser() -> argparse.ArgumentParser:
         default=d.state_ttl_days,
         help="drop a user's profile after this many days without updates (0: never)",
     )
-    a(
-        "--bundle-time",
-        type=int,
-        default=d.bundle_time_ms,
-        metavar="MS",
-        dest="bundle_time_ms",
-        help="max time records wait in a Python bundle (latency vs throughput)",
-    )
+    ms("--bundle-time", "max time records wait in a Python bundle (latency vs throughput)")
     a("--bundle-size", type=int, default=d.bundle_size)
     a(
         "--kafka-property",
