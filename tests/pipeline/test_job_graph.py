@@ -40,6 +40,30 @@ def item_rows():
     return rows
 
 
+def bare_cfg(model_dir, tmp_path, parallelism: int = 1, **kw) -> JobConfig:
+    """A config for a partial graph: no checkpoints, no restarts."""
+    return JobConfig(
+        model=str(model_dir),
+        parallelism=parallelism,
+        checkpoint_interval_ms=0,
+        restart_attempts=0,
+        checkpoint_dir=str(tmp_path / "ckpt"),
+        **kw,
+    )
+
+
+def timed_items(env, rows):
+    """Raw item rows -> parsed items with event time, as the job's catalog branch starts."""
+    from pyflink.common import WatermarkStrategy
+
+    from operators.functions import ItemTimestamps, ParseItems
+
+    parsed = env.from_collection(rows, type_info=RAW_ROW).process(ParseItems())
+    return parsed.assign_timestamps_and_watermarks(
+        WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(ItemTimestamps())
+    )
+
+
 def event_rows():
     rows, n = [], 0
     users = ["17850", "13047", "12583"]
@@ -159,10 +183,8 @@ def test_catalog_is_embedded_in_batches(tiny_model_dir, tmp_path):
     used are also logged and published as the encoderBatchSize metric)."""
     from itertools import islice
 
-    from pyflink.common import WatermarkStrategy
-
     from operators.batching import batch_size_summary, bucket_of
-    from operators.functions import EncodeItems, ItemTimestamps, ParseItems
+    from operators.functions import EncodeItems
     from streamrec import paths, retail
 
     class EncodeItemsWithBatchSize(EncodeItems):
@@ -177,20 +199,11 @@ def test_catalog_is_embedded_in_batches(tiny_model_dir, tmp_path):
             items[key] = value
     chosen = dict(islice(items.items(), 2000))
     rows = [raw("items", n, k, v) for n, (k, v) in enumerate(chosen.items())]
-    cfg = JobConfig(
-        model=str(tiny_model_dir),
-        parallelism=1,
-        checkpoint_interval_ms=0,
-        restart_attempts=0,
-        checkpoint_dir=str(tmp_path / "ckpt"),
-    )
-    env = environment(cfg)
-    parsed = env.from_collection(rows, type_info=RAW_ROW).process(ParseItems())
-    timed = parsed.assign_timestamps_and_watermarks(
-        WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(ItemTimestamps())
-    )
-    encoded = timed.key_by(lambda it: bucket_of(it.item_id, 4)).process(
-        EncodeItemsWithBatchSize(str(tiny_model_dir), "cpu", 64, 50)
+    env = environment(bare_cfg(tiny_model_dir, tmp_path))
+    encoded = (
+        timed_items(env, rows)
+        .key_by(lambda it: bucket_of(it.item_id, 4))
+        .process(EncodeItemsWithBatchSize(str(tiny_model_dir), "cpu", 64, 50))
     )
     with encoded.execute_and_collect() as results:
         got = list(results)
@@ -206,13 +219,12 @@ def test_catalog_bootstraps_from_the_embedding_store(tiny_model_dir, tmp_path):
     """With --embedding-store, items whose text the store holds for this model get the stored
     vector (the encoder is not asked), the others are encoded; two tasks read the store at once."""
     import numpy as np
-    from pyflink.common import WatermarkStrategy
 
     from models.embedding_store import EmbeddingStore
     from models.encoder import Encoder
     from operators.batching import bucket_of
     from operators.events import Item
-    from operators.functions import EncodeItems, ItemTimestamps, ParseItems
+    from operators.functions import EncodeItems
 
     enc = Encoder(tiny_model_dir, provider="cpu")
     texts = {k: Item(k, t).text() for k, t in ITEMS.items()}
@@ -221,23 +233,13 @@ def test_catalog_bootstraps_from_the_embedding_store(tiny_model_dir, tmp_path):
     with EmbeddingStore(tmp_path / "store", enc.model_id, enc.dim, read_only=False) as s:
         s.put_many([texts[k] for k in stored], sentinels)
 
-    cfg = JobConfig(
-        model=str(tiny_model_dir),
-        parallelism=2,
-        checkpoint_interval_ms=0,
-        restart_attempts=0,
-        checkpoint_dir=str(tmp_path / "ckpt"),
-        embedding_store=str(tmp_path / "nowhere"),
-    )
+    cfg = bare_cfg(tiny_model_dir, tmp_path, 2, embedding_store=str(tmp_path / "nowhere"))
     with pytest.raises(SystemExit, match="no RocksDB store there"):
         pipeline(None, None, cfg)  # checked on the client, before anything is submitted
 
     env = environment(cfg)
     valid = [r for r in item_rows() if r[4] != b"bad"]  # dead letters are the job's business
-    parsed = env.from_collection(valid, type_info=RAW_ROW).process(ParseItems())
-    timed = parsed.assign_timestamps_and_watermarks(
-        WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(ItemTimestamps())
-    )
+    timed = timed_items(env, valid)
     encoded = (
         timed.key_by(lambda it: bucket_of(it.item_id, 8))
         .process(
