@@ -297,7 +297,8 @@ class Encoder:
                 todo[text] = [i]
                 self.stats.cache_misses += 1
         if todo and self.store is not None:
-            for text, vec in zip(list(todo), self.store.get_many(list(todo)), strict=True):
+            asked = list(todo)
+            for text, vec in zip(asked, self.store.get_many(asked), strict=True):
                 if vec is not None:
                     out[todo[text]] = vec
                     self.stats.store_hits += 1

@@ -38,6 +38,9 @@ class CatalogIndex:
         # whose text changed, so lookups as of an earlier event time see what was there then
         self._version_ts = np.full(capacity, -np.inf, dtype=np.float64)
         self._history: dict[str, list[tuple[float, np.ndarray]]] = {}
+        # the latest version ts among items with history: lookups as of later times need no
+        # earlier version (kept as a bound: removing an item may leave it too high, never too low)
+        self._newest_change = -np.inf
         self._ids: list[str | None] = [None] * capacity
         self._row: dict[str, int] = {}
         self._free: list[int] = []
@@ -90,6 +93,7 @@ class CatalogIndex:
             old = (float(self._version_ts[row]), self._emb[row].copy())
             self._history.setdefault(entry.item_id, []).append(old)
             self._version_ts[row] = float(entry.ts)
+            self._newest_change = max(self._newest_change, float(entry.ts))
         self._emb[row] = vec
         self._available[row] = entry.available
         self.titles[entry.item_id] = entry.title
@@ -123,7 +127,7 @@ class CatalogIndex:
 
     def earlier_versions(self, as_of: int | None) -> list[tuple[int, np.ndarray]]:
         """(row, vector) for items whose current version is not yet in force at ``as_of``."""
-        if as_of is None:
+        if as_of is None or as_of > self._newest_change:  # the common case: nothing changed since
             return []
         out = []
         for item_id in self._history:

@@ -344,11 +344,19 @@ class Recommend(KeyedBroadcastProcessFunction):
             self._settled = now - self._last_catalog_ms >= CATALOG_SETTLE_MS
         return self._settled
 
+    def _held_for(self, now: int) -> int:
+        """How long this user's oldest held event has waited (one state read; only asked while
+        the catalog has not settled, not on every event)."""
+        return now - (self.held_since.value() or now)
+
     def _release(self, held, watermark, ctx):
         now = int(time.time() * 1000)
-        waited = now - (self.held_since.value() or now)
         final = watermark is not None and watermark >= END_OF_INPUT  # a bounded input ended
-        if not final and not self._catalog_settled(now) and waited < 6 * self.max_wait_ms:
+        if (
+            not final
+            and not self._catalog_settled(now)
+            and self._held_for(now) < 6 * self.max_wait_ms
+        ):
             self.held_state.update(held)
             ctx.timer_service().register_processing_time_timer(
                 ctx.timer_service().current_processing_time() + CATALOG_SETTLE_MS // 2

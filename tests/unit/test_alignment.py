@@ -44,3 +44,5 @@ def test_lookups_as_of_an_event_time_see_the_version_then():
     rows = cat.earlier_versions(200)
     assert [(row, v.tolist()) for row, v in rows] == [(cat.row("x"), [1.0, 0.0, 0.0])]
     assert cat.earlier_versions(600) == []
+    # at the new version's own ts it is not yet in force (strictly before)
+    assert [v.tolist() for _, v in cat.earlier_versions(500)] == [[1.0, 0.0, 0.0]]
