@@ -46,18 +46,10 @@ def parse_variant(text: str) -> tuple[str, str]:
 
 def split_parallelism(flags: str) -> tuple[int, list[str]]:
     """``--parallelism N`` out of a variant's flags (it also sets the topics' partitions)."""
-    args = shlex.split(flags)
-    parallelism = 1
-    rest: list[str] = []
-    it = iter(args)
-    for a in it:
-        if a == "--parallelism":
-            parallelism = int(next(it))
-        elif a.startswith("--parallelism="):
-            parallelism = int(a.split("=", 1)[1])
-        else:
-            rest.append(a)
-    return parallelism, rest
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--parallelism", type=int, default=1)
+    ns, rest = p.parse_known_args(shlex.split(flags))
+    return ns.parallelism, rest
 
 
 def throughput(consumed_ms: dict[str, float], started_ms: float) -> dict[str, float]:
