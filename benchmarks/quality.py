@@ -101,7 +101,7 @@ def retail_records(path: Path, limit: int | None = None) -> Iterator[tuple[str, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    from operators import baselines as B
+    from streamrec import baselines as B
     from streamrec import paths
 
     ap = argparse.ArgumentParser(prog="python -m benchmarks.quality", description=__doc__)

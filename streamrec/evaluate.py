@@ -15,7 +15,7 @@
    seconds, or as soon as the job exits, with the job's log tail.
 4. Stops the job (SIGTERM to its process group, then SIGKILL), deletes the topics.
 5. Scores the job's lists with the contract's prequential protocol
-   (``operators.evaluation``), runs the baselines (``operators.baselines``) on the same event
+   (``streamrec.evaluation``), runs the baselines (``streamrec.baselines``) on the same event
    stream, and writes ``report.json``, ``report.md`` and PNG plots into ``--out``.
 
 Latency: the produce time of an event is the Kafka ``CreateTime`` the producer stamped when
@@ -574,8 +574,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    from operators import baselines as bl
-    from operators import evaluation as ev
+    from streamrec import baselines as bl
+    from streamrec import evaluation as ev
 
     k = args.top_k
     weeks = SAMPLE_WEEKS if args.sample and args.weeks is None else args.weeks

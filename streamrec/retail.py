@@ -155,17 +155,17 @@ def iter_retail_rows(
 
     ``start`` (inclusive) and ``end`` (exclusive) filter on InvoiceDate: ``"2010-12-01"``, a
     date, a datetime (naive = UTC) or epoch ms. ``limit`` caps the rows yielded. Malformed lines
-    are skipped. ``line_no`` counts every line of an invoice, so event ids do not depend on the
+    are skipped. ``line_no`` counts every line of an invoice in file order, also when its lines
+    are not next to each other in the file, so event ids are unique and do not depend on the
     filters.
     """
     lo, hi = _to_ms(start), _to_ms(end)
     n = 0
-    last_invoice, line_no = None, 0
+    lines_of: dict[str, int] = {}  # invoice -> lines seen so far
     with _open_text(Path(path)) as f:
         for fields in csv.DictReader(f):
             invoice = (fields.get("InvoiceNo") or "").strip()
-            line_no = line_no + 1 if invoice == last_invoice else 1
-            last_invoice = invoice
+            line_no = lines_of[invoice] = lines_of.get(invoice, 0) + 1
             try:
                 row = parse_row(fields, line_no)
             except (KeyError, ValueError, TypeError):

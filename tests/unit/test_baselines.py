@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from operators.baselines import (
+from streamrec.baselines import (
     Blend,
     ItemKNN,
     Popularity,

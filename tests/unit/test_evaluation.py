@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from operators.evaluation import (
+from streamrec.evaluation import (
     Scorer,
     history_bucket,
     iso_week,

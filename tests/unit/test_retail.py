@@ -142,6 +142,23 @@ def test_iter_rows_reads_csv_and_xz_with_filters(tmp_path):
         assert len(list(iter_retail_rows(p, end=date(2010, 12, 2)))) == 2
 
 
+def test_line_numbers_continue_when_an_invoice_is_split_in_the_file(tmp_path):
+    # the shared file has invoices whose lines are not next to each other: numbering restarting
+    # would give two events one id (and score a line against a list triggered after it)
+    line = ["2010-12-01 08:26:00", "2.55", "17850.0", "UK"]
+    lines = [
+        ["536365", "85123A", "WHITE HEART", "6", *line],
+        ["536366", "22633", "HAND WARMER", "6", *line],
+        ["536365", "71053", "WHITE METAL LANTERN", "6", *line],
+    ]
+    p = tmp_path / "split.csv"
+    write_csv(p, lines)
+    rows = list(iter_retail_rows(p))
+    assert [(r.invoice, r.line_no) for r in rows] == [("536365", 1), ("536366", 1), ("536365", 2)]
+    ids = [v["event_id"] for t, _, v in to_contract_records(rows) if t == "events"]
+    assert len(set(ids)) == len(ids) == 3
+
+
 def test_first_users():
     rows = [row(cust="a"), row(cust="b"), row(cust=None), row(cust="a"), row(cust="c")]
     assert [r.customer_id for r in first_users(rows, 2)] == ["a", "b", "a"]

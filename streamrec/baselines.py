@@ -386,7 +386,7 @@ def run_baselines(
     ``records``: ``("items" | "events", key, value)`` in stream order (as
     ``streamrec.retail.to_contract_records`` yields them). Returns ``{name: Scorer.result()}``.
     """
-    from operators.evaluation import Scorer
+    from streamrec.evaluation import Scorer
 
     baselines = baselines if baselines is not None else default_baselines(k)
     scorers = [Scorer(k=k) for _ in baselines]
