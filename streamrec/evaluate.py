@@ -339,7 +339,7 @@ def run_job(
         bootstrap, {names[n]: p for n, p in parts.items()}, compacted={names["items"]}
     )
     expected = {
-        v["event_id"]
+        str(v["event_id"])
         for kind, _, v in records
         if kind == "events" and v is not None and v.get("type") in LIST_EVENT_TYPES
     }
