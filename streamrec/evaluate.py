@@ -128,6 +128,19 @@ def events_of(records: Iterable[Record]) -> list[dict]:
     return [v for k, _, v in records if k == "events" and v is not None]
 
 
+def duplicate_event_ids(events: Iterable[dict]) -> list[str]:
+    """Event ids that occur more than once (ids are matched as strings, never assumed to be
+    contiguous or ordered)."""
+    seen: set[str] = set()
+    dup: list[str] = []
+    for e in events:
+        eid = str(e.get("event_id"))
+        if eid in seen:
+            dup.append(eid)
+        seen.add(eid)
+    return dup
+
+
 def item_first_seen(records: Iterable[Record]) -> dict[str, int]:
     first: dict[str, int] = {}
     for kind, key, value in records:
@@ -701,8 +714,9 @@ def write_markdown(report: dict[str, Any], path: Path, k: int = K) -> None:
         lines += [
             f"Job: model `{run.get('model')}`; {_flags_text(run.get('job_flags'))}. "
             f"Command: `job.cmd`. Lists: {report['job']['n_lists']} "
-            f"({report['job'].get('n_session_end_lists', 0)} at session end); items with a "
-            f"reason: {run.get('reason_share', 0):.1%}.",
+            f"({report['job'].get('n_session_end_lists', 0)} at session end"
+            + (", from the scored period" if run.get("score_from") is not None else "")
+            + f"); items with a reason: {run.get('reason_share', 0):.1%}.",
             "",
         ]
     else:
@@ -847,7 +861,7 @@ def write_markdown(report: dict[str, Any], path: Path, k: int = K) -> None:
             return f"{v:.4f} ({v - ref:+.4f})" if ref is not None else f"{v:.4f}"
 
         for name, v in variants.items():
-            flags = f"`{v.get('job_args', '')}`"
+            flags = f"`{v.get('flags', '')}`"
             if not v.get("event"):
                 lines.append(f"| {name} | {flags} | failed: {v.get('error', '?')[:200]} | | | |")
                 continue
@@ -859,7 +873,12 @@ def write_markdown(report: dict[str, Any], path: Path, k: int = K) -> None:
                 for lv in LEVELS
             ]
             lines.append(f"| {name} | {flags} | " + " | ".join(cells) + " |")
-        lines += ["", "Every variant is also a row of the tables above (all segments)."]
+        lines += [
+            "",
+            "Flags: the variant's own, after `--job-args` "
+            + (f"(`{run['job_args']}`)" if run.get("job_args") else "(none)")
+            + ". Every variant is also a row of the tables above (all segments).",
+        ]
 
     # -- latency, timings, plots
     lat = report.get("latency_ms")
@@ -1072,6 +1091,14 @@ def main(argv: list[str] | None = None) -> int:
     records = load_records(args.csv, weeks, args.max_events, args.start, args.end)
     events = events_of(records)
     first_seen = item_first_seen(records)
+    dup = duplicate_event_ids(events)
+    if dup:
+        print(
+            f"streamrec evaluate: {len(dup)} event ids occur more than once in {args.csv} "
+            f"(e.g. {dup[:3]}); lists could not be matched to their trigger event",
+            file=sys.stderr,
+        )
+        return 2
     n_purchases = sum(1 for e in events if e.get("type") == "purchase")
     n_warmup = sum(
         1
@@ -1182,12 +1209,17 @@ def main(argv: list[str] | None = None) -> int:
                     vres = run(name, extra)
                 except EvaluationError as e:
                     print(f"streamrec evaluate: variant {name}: {e}", file=sys.stderr)
-                    report["variants"][name] = {"job_args": job_args, "error": str(e)[:2000]}
+                    report["variants"][name] = {
+                        "flags": shlex.join(extra),
+                        "job_args": job_args,
+                        "error": str(e)[:2000],
+                    }
                     failed = True
                     continue
                 seconds[f"variant_{name}"] = vres["seconds"].get("total")
                 scored = _slim(score_run(vres, events, first_seen, k, args.score_from))
                 scored.update(
+                    flags=shlex.join(extra),
                     job_args=job_args,
                     job_flags=job_flags(vres["cmd"]),
                     model=vres["model"],

@@ -73,6 +73,7 @@ def test_evaluate_end_to_end_on_a_small_slice(kafka_bootstrap, tiny_model_dir, t
     assert report["run"]["model"].startswith("tiny-bert")
     assert report["run"]["job_flags"]["align"] == "event-time"
     assert report["variants"]["align-none"]["job_flags"]["align"] == "none"
+    assert report["variants"]["align-none"]["flags"] == "--align none"
     assert report["variants"]["align-none"]["job_args"].endswith("--align none")
     assert report["run"]["settle"]["cut_by_timeout"] is False
     names = {"popularity", "recent_popularity", "repeat_history", "item_knn", "blend"}

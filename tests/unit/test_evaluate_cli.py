@@ -123,8 +123,8 @@ def test_markdown_with_job_and_variants(tmp_path):
     report = {
         "job": job,
         "variants": {
-            "no-content": dict(job, job_args="--ablate content"),
-            "no-repeat": {"job_args": "--ablate repeat", "error": "the job exited with code 2"},
+            "no-content": dict(job, flags="--ablate content"),
+            "no-repeat": {"flags": "--ablate repeat", "error": "the job exited with code 2"},
         },
         "baselines": {n: evaluate._slim(r) for n, r in results.items()},
         "latency_ms": None,
@@ -144,3 +144,10 @@ def test_markdown_with_job_and_variants(tmp_path):
     assert "Job / best baseline, NDCG@10: event level 1.00x (item_knn)" in md
     assert "| no-content | `--ablate content` | " in md and "(+0.0000)" in md
     assert "| no-repeat | `--ablate repeat` | failed: the job exited with code 2" in md
+
+
+def test_event_ids_of_the_data_are_unique_and_checked(tmp_path):
+    records = evaluate.load_records(paths.sample_data_file())
+    assert evaluate.duplicate_event_ids(evaluate.events_of(records)) == []
+    events = [{"event_id": "536365-1"}, {"event_id": "536365-7"}, {"event_id": "536365-1"}]
+    assert evaluate.duplicate_event_ids(events) == ["536365-1"]
