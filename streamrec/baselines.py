@@ -380,16 +380,19 @@ def run_baselines(
     k: int = 10,
     progress: bool = False,
     total: int | None = None,
+    score_from: int | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """Run baselines over contract records and score each with the prequential :class:`Scorer`.
+    """Run baselines over contract records and score each with the prequential :class:`Scorer`
+    (the same one ``score_records`` scores the job's lists with).
 
     ``records``: ``("items" | "events", key, value)`` in stream order (as
-    ``streamrec.retail.to_contract_records`` yields them). Returns ``{name: Scorer.result()}``.
+    ``streamrec.retail.to_contract_records`` yields them). ``score_from``: see
+    :class:`~streamrec.evaluation.Scorer`. Returns ``{name: Scorer.result()}``.
     """
     from streamrec.evaluation import Scorer
 
     baselines = baselines if baselines is not None else default_baselines(k)
-    scorers = [Scorer(k=k) for _ in baselines]
+    scorers = [Scorer(k=k, score_from=score_from) for _ in baselines]
     it: Iterable[Any] = records
     if progress:
         from tqdm import tqdm

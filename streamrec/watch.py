@@ -3,7 +3,10 @@
     streamrec watch [--user 17850] [--from-beginning] [--max 20]
 
 Item titles come from the ``items`` topic, read from the beginning at start and kept up to date
-while watching. A tombstone (null value) prints as "forgotten".
+while watching. Each item shows its ``reason`` when the record carries one ("bought with
+85123A", "trending", ...). A list emitted when the user's session closed (``"trigger":
+"session_end"``: the list for the user's next visit) is marked SESSION END. A tombstone (null
+value) prints as "forgotten".
 """
 
 from __future__ import annotations
@@ -57,7 +60,10 @@ def format_recommendation(
         return f"user {key}  (unexpected value: {str(value)[:80]!r})"
     user = value.get("user_id", key)
     event_ts, emitted = value.get("event_ts"), value.get("emitted_at")
-    head = f"[{_fmt_ts(event_ts)}] user {user}  after {value.get('trigger_event_id', '?')}"
+    when = "after"
+    if value.get("trigger") == "session_end":
+        when = "SESSION END, list for the next visit, after"
+    head = f"[{_fmt_ts(event_ts)}] user {user}  {when} {value.get('trigger_event_id', '?')}"
     extra = []
     if value.get("model"):
         extra.append(str(value["model"]))
@@ -70,15 +76,18 @@ def format_recommendation(
         return head + "\n     (no items)"
     lines = [head]
     for rank, it in enumerate(items, 1):
+        if not isinstance(it, dict):
+            lines.append(f"  {rank:2d}. (unexpected item: {str(it)[:60]!r})")
+            continue
         item_id = str(it.get("item_id", "?"))
         score = it.get("score")
         score_s = f"{score:6.3f}" if isinstance(score, int | float) else "     ?"
         title = titles.get(item_id, "")
         if len(title) > width:
             title = title[: width - 1] + "…"
-        line = f"  {rank:2d}. {score_s}  {item_id:<10} {title}"
+        line = f"  {rank:2d}. {score_s}  {item_id:<10} {title:<{width}}"
         if it.get("reason"):
-            line += f"  [{it['reason']}]"
+            line += f"  <- {it['reason']}"
         lines.append(line.rstrip())
     return "\n".join(lines)
 

@@ -202,3 +202,94 @@ def test_latency_percentiles():
     assert st["p99"] == pytest.approx(99.01)
     assert st["max"] == 100 and st["n"] == 100
     assert latency_stats([])["n"] == 0
+
+
+def end(eid, user, items):
+    return dict(rec(eid, user, items), trigger="session_end")
+
+
+def test_session_end_list_replaces_the_event_list_whatever_the_arrival_order():
+    # o1 ends with e2; its session-end list (holding i3) serves the next order's lines
+    events = [
+        purchase("e1", "u", "a", session="o1"),
+        purchase("e2", "u", "b", session="o1"),
+        purchase("e3", "u", "i3", ts=TS + DAY, session="o2"),
+    ]
+    for records in (
+        [rec("e1", "u", ["b"]), rec("e2", "u", TEN), end("e2", "u", ["i3"])],
+        [end("e2", "u", ["i3"]), rec("e2", "u", TEN), rec("e1", "u", ["b"])],
+    ):
+        r = score_records(events, records)
+        # e1: no list; e2 vs list of e1 (rank 1); e3 vs the session-end list (rank 1)
+        assert r["event"]["mrr@10"] == pytest.approx(2 / 3)
+        assert r["basket"]["mrr@10"] == pytest.approx(1 / 3)  # o1 lines have no list
+        assert r["n_lists"] == 3 and r["n_session_end_lists"] == 1
+        assert r["n_records_unmatched"] == 0
+
+
+def test_duplicates_replace_per_trigger_and_kind():
+    events = [view("e1", "u", "a"), purchase("e2", "u", "i2", ts=TS + DAY)]
+    records = [
+        end("e1", "u", ["i2"]),
+        rec("e1", "u", ["x"]),
+        end("e1", "u", ["y", "i2"]),  # redelivered: replaces the first session-end list only
+        rec("e1", "u", ["z"]),
+    ]
+    r = score_records(events, records)
+    assert r["event"]["mrr@10"] == pytest.approx(0.5)
+    assert r["n_records"] == 4 and r["n_records_duplicate"] == 2
+    assert r["n_records_out_of_user_order"] == 0
+
+
+def test_records_arriving_after_a_later_trigger_of_the_user_are_counted():
+    events = [view("e1", "u", "a"), view("e2", "v", "a"), view("e3", "u", "b")]
+    records = [rec("e1", "u", TEN), rec("e3", "u", TEN), end("e1", "u", TEN), rec("e2", "v", TEN)]
+    assert score_records(events, records)["n_records_out_of_user_order"] == 1
+
+
+def test_forget_user_removes_the_list_in_force_and_the_history():
+    events = [
+        purchase("e1", "u", "i1", session="o1"),
+        {"event_id": "f", "user_id": "u", "type": "forget_user", "ts": TS},
+        purchase("e2", "u", "i1", ts=TS + DAY, session="o2"),
+    ]
+    r = score_records(events, [rec("e1", "u", TEN), None, rec("e2", "u", TEN)])
+    assert r["event"]["hr@10"] == 0.0  # the list of e1 was erased
+    assert r["segments"]["history"]["1st"]["event"]["n"] == 2  # u starts again
+    assert r["segments"]["repeat"]["new_to_user"]["event"]["n"] == 2
+
+
+def test_score_from_warms_up_on_earlier_events():
+    events = [
+        purchase("e1", "u", "i1", session="o1"),
+        purchase("e2", "u", "i1", ts=TS + DAY, session="o2"),
+        purchase("e3", "u", "i2", ts=TS + 2 * DAY, session="o3"),
+    ]
+    records = [rec("e1", "u", TEN), rec("e2", "u", TEN), rec("e3", "u", TEN)]
+    r = score_records(events, records, score_from=TS + DAY)
+    assert r["event"]["n"] == 2 and r["n_purchases_warmup"] == 1
+    assert r["event"]["mrr@10"] == pytest.approx((1 + 0.5) / 2)  # lists from the warm-up count
+    assert r["segments"]["history"]["2-5"]["event"]["n"] == 2  # o1 is history
+    assert r["segments"]["repeat"]["repeat"]["event"]["n"] == 1  # i1 was bought in o1
+    assert r["n_lists"] == 2  # only lists triggered from score_from on
+
+
+def test_event_split_and_segments():
+    # o1: i1, i2 (i2 listed by the list after the first line). o2 a week later: i1 again.
+    events = [
+        view("e0", "u", "a"),
+        purchase("e1", "u", "i1", session="o1"),
+        purchase("e2", "u", "i2", session="o1"),
+        purchase("e3", "u", "i1", ts=TS + 8 * DAY, session="o2"),
+    ]
+    records = [rec("e0", "u", ["i1"]), rec("e1", "u", ["i2"]), rec("e2", "u", ["i1"])]
+    r = score_records(events, records, items={"i1": TS, "i2": TS - 30 * DAY})
+    split = r["event_split"]
+    assert split["same_order"]["n"] == 1 and split["same_order"]["hr@10"] == 1.0  # e2
+    assert split["before_order"]["n"] == 2 and split["before_order"]["hr@10"] == 1.0  # e1, e3
+    seg = r["segments"]
+    assert seg["item_age"]["first_seen_7d"]["event"]["n"] == 1  # e1: i1 first seen at TS
+    assert seg["item_age"]["older"]["basket"]["n"] == 2
+    assert seg["repeat"]["repeat"]["basket"]["hr@10"] == 1.0  # e3 vs the list after o1
+    assert seg["repeat"]["new_to_user"]["basket"]["hr@10"] == 0.5  # e1 hit, e2 miss
+    assert r["by_history"] == seg["history"]
