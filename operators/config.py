@@ -50,6 +50,7 @@ class WorldConfig:
     co_neighbours: int = 40  # neighbours per item in its list
     co_alpha: float = 0.5  # asymmetric cosine exponent (0.5 = cosine, 1 = P(j | i))
     co_refresh: float = 0.2  # recompute an item's neighbours when its row grew by this
+    co_shrink: float = 0.0  # similarity x co / (co + shrink): pairs seen in few orders count less
     order_context: int = 50  # items of the current order a new item is paired with
     cross_weight: float = 0.0  # weight of pairs with the user's previous orders (0: off)
     cross_orders: int = 1  # previous orders paired with

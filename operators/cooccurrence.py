@@ -9,7 +9,8 @@ on event time (see operators.forward_decay), so old co-purchases fade without sw
   weakest are dropped when a row overflows by a quarter), so memory is bounded per item.
 - ``neighbours(i)``: the ``neighbours`` best j by asymmetric cosine
   ``co(i, j) / (count[i] ** alpha * count[j] ** (1 - alpha))`` (alpha 0.5 is plain cosine,
-  1.0 the conditional probability P(j | i)), best first, ties by index. A row's list is
+  1.0 the conditional probability P(j | i)), times ``co / (co + shrink)`` (pairs seen in few
+  orders say little), best first, ties by index. A row's list is
   recomputed by :meth:`refresh` once the row has grown by ``refresh`` (a fraction) since its last
   computation; the world calls it after applying updates, never on a read, so every replica
   holds the same lists whatever it was asked.
@@ -34,12 +35,14 @@ class CoOccurrence:
         neighbours: int = 50,
         alpha: float = 0.5,
         refresh: float = 0.2,
+        shrink: float = 0.0,
     ):
         self.decay = ForwardDecay(half_life_ms)
         self.row_cap = row_cap
         self.n_neighbours = neighbours
         self.alpha = alpha
         self.refresh_ratio = refresh
+        self.shrink = shrink
         self.rows: dict[int, dict[int, float]] = {}
         self.count = np.zeros(1024, dtype=np.float64)
         self.nb: dict[int, tuple[np.ndarray, np.ndarray]] = {}
@@ -79,6 +82,24 @@ class CoOccurrence:
         self._inc(i, j, w)
         self._inc(j, i, w)
 
+    def add_pairs(self, i: int, others: list[tuple[int, float]]) -> None:
+        """``i`` co-occurred with each ``j`` of ``others`` with weight ``w`` (both directions);
+        the same as ``add_pair`` for each, in that order, in one loop."""
+        rows, added, base, dirty = self.rows, self._added, self._base, self._dirty
+        ratio, hi = self.refresh_ratio, self.row_cap + self.row_cap // 4
+        for j, w in others:
+            for a, b in ((i, j), (j, i)):
+                row = rows.get(a)
+                if row is None:
+                    row = rows[a] = {}
+                row[b] = row.get(b, 0.0) + w
+                got = added.get(a, 0.0) + w
+                added[a] = got
+                if a not in dirty and got > ratio * base.get(a, 0.0):
+                    dirty[a] = None
+                if len(row) > hi:
+                    self._prune(a, row)
+
     def add_directed(self, i: int, j: int, w: float) -> None:
         """``j`` followed ``i`` (only the row of ``i`` grows)."""
         self._inc(i, j, w)
@@ -101,16 +122,21 @@ class CoOccurrence:
         keep = set(best_first(keys, vals, self.row_cap)[0].tolist())
         self.rows[i] = {j: v for j, v in row.items() if j in keep}
 
-    def refresh(self) -> int:
+    def refresh(self, now: float) -> int:
         """Recompute the neighbour lists of rows that grew enough; returns how many."""
         n = 0
+        factor = self.decay.value_at(1.0, now)
         for i in self._dirty:
             row = self.rows[i]
             keys = np.fromiter(row.keys(), dtype=np.int64, count=len(row))
             vals = np.fromiter(row.values(), dtype=np.float64, count=len(row))
             a = self.alpha
             norm = max(self.count[i], 1e-300) ** a * np.maximum(self.count[keys], 1e-300) ** (1 - a)
-            nk, ns = best_first(keys, vals / norm, self.n_neighbours)
+            sims = vals / norm
+            if self.shrink > 0:  # few co-occurrences say little: co / (co + shrink)
+                eff = vals * factor
+                sims *= eff / (eff + self.shrink)
+            nk, ns = best_first(keys, sims, self.n_neighbours)
             self.nb[i] = (nk, ns.astype(np.float32))
             self._base[i] = float(vals.sum())
             self._added[i] = 0.0
@@ -137,7 +163,13 @@ class CoOccurrence:
         nb = self.nb
         nb_len = np.fromiter((k.size for k, _ in nb.values()), dtype=np.int64, count=len(nb))
         return {
-            "params": (self.row_cap, self.n_neighbours, self.alpha, self.refresh_ratio),
+            "params": (
+                self.row_cap,
+                self.n_neighbours,
+                self.alpha,
+                self.refresh_ratio,
+                self.shrink,
+            ),
             "decay": self.decay.state(),
             "row_ids": np.fromiter(rows.keys(), dtype=np.int64, count=len(rows)),
             "row_len": lengths,
@@ -159,8 +191,8 @@ class CoOccurrence:
 
     @classmethod
     def from_state(cls, s: dict) -> CoOccurrence:
-        row_cap, n_nb, alpha, refresh = s["params"]
-        c = cls(1.0, row_cap, n_nb, alpha, refresh)
+        row_cap, n_nb, alpha, refresh, shrink = s["params"]
+        c = cls(1.0, row_cap, n_nb, alpha, refresh, shrink)
         c.decay = ForwardDecay.from_state(s["decay"])
         keys, vals = s["row_keys"].tolist(), s["row_vals"].tolist()
         start = 0
@@ -170,7 +202,10 @@ class CoOccurrence:
         c.count = s["count"].copy()
         start = 0
         for i, n in zip(s["nb_ids"].tolist(), s["nb_len"].tolist(), strict=True):
-            c.nb[i] = (s["nb_keys"][start : start + n].copy(), s["nb_sims"][start : start + n].copy())
+            c.nb[i] = (
+                s["nb_keys"][start : start + n].copy(),
+                s["nb_sims"][start : start + n].copy(),
+            )
             start += n
         c._added = dict(s["added"])
         c._base = dict(s["base"])

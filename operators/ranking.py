@@ -9,15 +9,16 @@ time ``now`` (the world holds the updates before it):
 2. Signals, each a sparse score over items:
    - ``collab``: sum over seeds of seed weight x co-occurrence similarity (session-kNN style);
    - ``repeat``: the user's decayed purchase frequency (profile ``freq``);
-   - ``trending``: decayed distinct recent buyers;
+   - ``trending``: decayed distinct recent buyers, relative to the top item's (for every
+     candidate: among a user's past items it breaks ties by what is selling now);
    - ``text``: sum over seeds of seed weight x text similarity x h / (h + orders of the rarer of
      the two items): text speaks for items with little behaviour, new ones first;
    - ``query``: cosine to recent search queries (decayed by age), from the content index;
    - ``similar``: cosine of a candidate to the seeds' weighted mean vector (a feature only).
 3. Candidates: items that are visible and, for a mix with ``mask_order``, not in the current
    order; each signal's scores are divided by their maximum over them (``similar`` stays a
-   cosine, clipped at 0); the candidates kept are the union of each signal's top
-   ``candidates``.
+   cosine, clipped at 0; trending is relative to the top item); the candidates kept are the
+   union of each signal's top ``candidates``.
 4. Score = weights . features (the trending weight is at least ``trending_floor``, so trending
    fills lists that other signals leave short); the top K with a positive score, best first,
    ties by item id. No list is ever a run of zero scores.
@@ -56,6 +57,7 @@ class Candidates:
     # every (item, contribution, signal, seed position) behind collab and text, for reasons
     entries: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
     queries: list[tuple[str, np.ndarray, float]]  # (text, vector, weight)
+    ref: int = -1  # free for tools (tuning numbers the lists it keeps)
 
 
 @dataclass(frozen=True)
@@ -66,20 +68,34 @@ class Ranked:
 
 
 def _per_seed(
-    lists: dict[int, tuple[np.ndarray, np.ndarray]], seeds: list[int]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Concatenated neighbour lists of the seeds: (items, similarities, seed position)."""
-    ks, ss, pos, sizes = [], [], [], []
-    for n, i in enumerate(seeds):
-        got = lists.get(i)
-        if got is not None and got[0].size:
-            ks.append(got[0])
-            ss.append(got[1])
-            pos.append(n)
-            sizes.append(got[0].size)
-    if not ks:
-        return EMPTY_I, EMPTY_F, EMPTY_I
-    return np.concatenate(ks), np.concatenate(ss), np.repeat(np.array(pos), sizes)
+    lists: list[dict[int, tuple[np.ndarray, np.ndarray]]], seeds: list[int]
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """For each neighbour table, the seeds' lists concatenated: (items, similarities, seed
+    position of each entry)."""
+    out = []
+    for table in lists:
+        ks, ss, pos, sizes = [], [], [], []
+        get = table.get
+        for n, i in enumerate(seeds):
+            got = get(i)
+            if got is not None:
+                ks.append(got[0])
+                ss.append(got[1])
+                pos.append(n)
+                sizes.append(got[0].size)
+        if ks:
+            out.append((np.concatenate(ks), np.concatenate(ss), np.repeat(pos, sizes)))
+        else:
+            out.append((EMPTY_I, EMPTY_F, EMPTY_I))
+    return out
+
+
+def _member(keys: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """keys[i] in sorted_set, for a small sorted set (cost O(len(keys) log len(set)))."""
+    if sorted_set.size == 0:
+        return np.zeros(keys.shape[0], dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_set, keys), sorted_set.size - 1)
+    return sorted_set[at] == keys
 
 
 class Ranker:
@@ -125,48 +141,51 @@ class Ranker:
 
         # collab and text: neighbour lists of the seeds
         entries = (EMPTY_I, EMPTY_F, EMPTY_I, EMPTY_I)
-        if seeds:
+        tables = []
+        if cfg.enabled("collab"):
+            tables.append((S_COLLAB, world.together.nb))
+        if cfg.enabled("text"):
+            tables.append((S_TEXT, world.text.lists))
+        if seeds and tables:
             ek, ev, es, ep = [], [], [], []
-            if cfg.enabled("collab"):
-                k, s, pos = _per_seed(world.together.nb, seeds)
-                ek.append(k)
-                ev.append(s * seed_wa[pos])
-                es.append(S_COLLAB)
-                ep.append(pos)
-            if cfg.enabled("text"):
-                k, s, pos = _per_seed(world.text.lists, seeds)
-                if k.size:
+            found = _per_seed([t for _, t in tables], seeds)
+            for (signal, _), (k, s, pos) in zip(tables, found, strict=True):
+                if k.size == 0:
+                    continue
+                s = s * seed_wa[pos]
+                if signal == S_TEXT:
                     count = world.together.count
-                    seed_a = np.array(seeds, dtype=np.int64)
-                    rare = np.minimum(count[k], count[seed_a[pos]])
+                    rare = np.minimum(count[k], count[np.array(seeds, dtype=np.int64)[pos]])
                     rare *= world.together.count_factor(now)
                     h = mix.text_rarity
-                    s = np.maximum(s, 0.0) * seed_wa[pos] * (h / (h + rare))
+                    s = np.maximum(s, 0.0) * (h / (h + rare))
                 ek.append(k)
                 ev.append(s)
-                es.append(S_TEXT)
+                es.append(signal)
                 ep.append(pos)
-            sig = np.repeat(np.array(es, dtype=np.int64), [a.size for a in ek])
-            entries = (np.concatenate(ek), np.concatenate(ev), sig, np.concatenate(ep))
-            keys.append(entries[0])
-            vals.append(entries[1])
-            sigs.append(-1)  # signals given per entry
+            if ek:
+                sig = np.repeat(np.array(es, dtype=np.int64), [a.size for a in ek])
+                entries = (np.concatenate(ek), np.concatenate(ev), sig, np.concatenate(ep))
+                keys.append(entries[0])
+                vals.append(entries[1])
+                sigs.append(-1)  # signals given per entry
 
         if cfg.enabled("repeat") and p.freq:
-            index = items.index
-            got = [(index.get(it), f) for it, f in p.freq.items()]
-            got = [(i, f) for i, f in got if i is not None]
-            if got:
-                keys.append(np.array([i for i, _ in got], dtype=np.int64))
-                vals.append(np.array([f for _, f in got], dtype=np.float64))
-                sigs.append(S_REPEAT)
+            get = items.index.get
+            n = len(p.freq)
+            k = np.fromiter((get(it, -1) for it in p.freq), dtype=np.int64, count=n)
+            f = np.fromiter(p.freq.values(), dtype=np.float64, count=n)
+            known = k >= 0
+            keys.append(k[known])
+            vals.append(f[known])
+            sigs.append(S_REPEAT)
 
         masked = EMPTY_I
         if mix.mask_order:
             order = p.current_order()
             if order:
                 index = items.index
-                masked = np.array([index.get(it, -1) for it in order], dtype=np.int64)
+                masked = np.unique(np.fromiter((index.get(it, -1) for it in order), np.int64))
 
         if cfg.enabled("trending"):
             k, s = world.trending.top_items(items.visible, cfg.candidates + masked.size)
@@ -202,7 +221,7 @@ class Ranker:
         feats = feats.astype(np.float64, copy=False).reshape(u.size, N_SIGNALS)
         ok = items.visible[u]
         if masked.size:
-            ok &= ~np.isin(u, masked)
+            ok &= ~_member(u, masked)
         u, feats = u[ok], feats[ok]
         mx = feats.max(axis=0) if u.size else np.zeros(N_SIGNALS)
         feats /= np.where(mx > 0, mx, 1.0)
@@ -210,16 +229,14 @@ class Ranker:
         # the union of each signal's top N
         n_top = cfg.candidates
         if u.size > n_top:
-            keep = np.zeros(u.size, dtype=bool)
-            for s in np.flatnonzero(mx > 0).tolist():
-                col = feats[:, s]
-                nz = np.count_nonzero(col)
-                if nz > n_top:
-                    keep |= col >= np.partition(col, u.size - n_top)[u.size - n_top]
-                else:
-                    keep |= col > 0
+            nz = np.count_nonzero(feats, axis=0)
+            cut = np.partition(feats, u.size - n_top, axis=0)[u.size - n_top]
+            thr = np.where(nz > n_top, cut, np.finfo(np.float64).tiny)
+            keep = ((feats >= thr) & (feats > 0)).any(axis=1)
             u, feats = u[keep], feats[keep]
 
+        if cfg.enabled("trending") and u.size:  # every candidate's, against the top item's
+            feats[:, S_TRENDING] = world.trending.relative(u)
         if cfg.enabled("similar") and u.size and seeds:
             vecs = items.vectors
             user = seed_wa @ vecs[seeds]
@@ -274,7 +291,7 @@ class Ranker:
         seed_of: dict[tuple[int, int], int] = {}  # (item, signal) -> seed of the largest part
         k, v, sig, pos = cands.entries
         if k.size and any(b in (S_COLLAB, S_TEXT) for b in best):
-            sel = np.flatnonzero(np.isin(k, top_idx))
+            sel = np.flatnonzero(_member(k, np.sort(top_idx)))
             sel = sel[np.argsort(-v[sel], kind="stable")]  # largest part first
             _, first = np.unique(k[sel] * N_SIGNALS + sig[sel], return_index=True)
             for j in sel[first].tolist():

@@ -22,6 +22,7 @@ class Trending:
         self.decay = ForwardDecay(half_life_ms)
         self.size = size
         self.score: dict[int, float] = {}
+        self.scores = np.zeros(1024, dtype=np.float64)  # the same, as an array by item index
         self.top: list[int] = []  # best first: (-score, index) ascending
         self._in_top: set[int] = set()
         self._arrays: tuple[np.ndarray, np.ndarray] | None = None  # the top list, as arrays
@@ -34,7 +35,13 @@ class Trending:
         if self.decay.needs_rebase(ts):
             factor = self.decay.rebase(ts)
             self.score = {k: v * factor for k, v in self.score.items()}
+            self.scores *= factor
         self.score[i] = self.score.get(i, 0.0) + w * self.decay.weight(ts)
+        if i >= self.scores.shape[0]:
+            scores = np.zeros(max(2 * self.scores.shape[0], i + 1), dtype=np.float64)
+            scores[: self.scores.shape[0]] = self.scores
+            self.scores = scores
+        self.scores[i] = self.score[i]
         self._arrays = None
         top = self.top
         if i in self._in_top:
@@ -55,14 +62,30 @@ class Trending:
         ok = np.flatnonzero(visible[idx])[:n]
         return idx[ok], score[ok]
 
+    def relative(self, idx: np.ndarray) -> np.ndarray:
+        """Scores of ``idx`` relative to the best item's (1.0 for the top trending item)."""
+        if not self.top:
+            return np.zeros(idx.shape[0], dtype=np.float64)
+        inside = np.minimum(idx, self.scores.shape[0] - 1)
+        out = np.where(idx < self.scores.shape[0], self.scores[inside], 0.0)
+        return out / self.score[self.top[0]]
+
     def state(self) -> dict:
-        return {"size": self.size, "decay": self.decay.state(), "score": self.score, "top": self.top}
+        return {
+            "size": self.size,
+            "decay": self.decay.state(),
+            "score": self.score,
+            "top": self.top,
+        }
 
     @classmethod
     def from_state(cls, s: dict) -> Trending:
         t = cls(1.0, s["size"])
         t.decay = ForwardDecay.from_state(s["decay"])
         t.score = dict(s["score"])
+        t.scores = np.zeros(max(1024, 1 + max(t.score, default=0)), dtype=np.float64)
+        for i, v in t.score.items():
+            t.scores[i] = v
         t.top = list(s["top"])
         t._in_top = set(t.top)
         t._arrays = None

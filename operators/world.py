@@ -79,6 +79,7 @@ class World:
             neighbours=wc.co_neighbours,
             alpha=wc.co_alpha,
             refresh=wc.co_refresh,
+            shrink=wc.co_shrink,
         )
         self.trending = Trending(wc.trending_half_life_days * DAY_MS, wc.trending_size)
         self.users: dict[str, UserContext] = {}  # least recently active first
@@ -124,7 +125,7 @@ class World:
             n += 1
         if n:
             self.applied += n
-            self.together.refresh()
+            self.together.refresh(self.bound)
             self._expire_users()
         return n
 
@@ -174,9 +175,15 @@ class World:
             delta = tw - (prev or 0.0)
             if prev is None:
                 co.add_item(i, w * tw)
-            for j, tj in itertools.islice(reversed(ctx.order.items()), wc.order_context):
-                if j != i:
-                    co.add_pair(i, j, w * delta * tj)
+            wd = w * delta
+            co.add_pairs(
+                i,
+                [
+                    (j, wd * tj)
+                    for j, tj in itertools.islice(reversed(ctx.order.items()), wc.order_context)
+                    if j != i
+                ],
+            )
             if prev is None and wc.cross_weight > 0.0:
                 cw = w * wc.cross_weight * delta
                 for _, items in ctx.past:

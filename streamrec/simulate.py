@@ -129,8 +129,12 @@ class Simulation:
         """End of input: every open session closes."""
         return self.session_ends(float("inf"))
 
-    def feed(self, records: Iterable[Record], embed: Embed) -> Iterator[Output]:
-        """Contract records in stream order -> outputs in emission order."""
+    def steps(
+        self, records: Iterable[Record], embed: Embed
+    ) -> Iterator[tuple[list[Output], Event | None, Output | None]]:
+        """Per event: (session ends fired before it, the event, its own output or None); at
+        the end of input one more step (remaining session ends, None, None). A scorer sees
+        the event between the two, as the contract's protocol wants."""
         for kind, key, value in records:
             if kind == "items":
                 update = parse_item(key, value, embed)
@@ -148,10 +152,15 @@ class Simulation:
                 continue
             qvec = embed(ev.query) if ev.type == "search" and ev.query else None
             ends, own = self.event(ev, qvec)
+            yield ends, ev, own
+        yield self.finish(), None, None
+
+    def feed(self, records: Iterable[Record], embed: Embed) -> Iterator[Output]:
+        """Contract records in stream order -> outputs in emission order."""
+        for ends, _, own in self.steps(records, embed):
             yield from ends
             if own is not None:
                 yield own
-        yield from self.finish()
 
 
 def parse_item(key: Any, value: Mapping[str, Any] | None, embed: Embed):
@@ -265,7 +274,9 @@ def main(argv: list[str] | None = None) -> int:
             rec = json.loads(value) if value is not None else None
             f.write(json.dumps({"user_id": user, "value": rec}, ensure_ascii=False) + "\n")
             n += 1
-    print(f"simulate: {n} records in {time.perf_counter() - t0:.1f}s -> {args.out}", file=sys.stderr)
+    print(
+        f"simulate: {n} records in {time.perf_counter() - t0:.1f}s -> {args.out}", file=sys.stderr
+    )
     return 0
 
 
