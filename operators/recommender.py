@@ -1,23 +1,42 @@
-"""The per-event core of the recommend operator, without Flink.
+"""The per-user API the Flink wrapper calls, without Flink: profile in, record out.
 
-The Flink function (operators/functions.py) moves state in and out and calls these; everything
-here can be tested with plain Python. Output is the contract's ``recommendations`` record.
+    rec = Recommender(dim, model_id, top_k=10, config=RankingConfig())
+    rec.world.add(update); rec.world.advance_to(t)      # global state, as of event time
+    profile, value = rec.on_event(profile, event, query_vec)
+    profile, value = rec.on_session_end(profile, at_ts)
+
+The driver (the Flink function, or streamrec.simulate) owns the order of calls:
+
+- before ``on_event(profile, event)`` it calls ``world.advance_to(event.ts)``, and after it
+  ``world.add(event)`` (the event counts for everyone, itself included, from later times on);
+- a user's session closes when no event of theirs comes before ``last_ts + session_gap_ms``:
+  at that time ``at_ts`` the driver calls ``world.advance_to(at_ts)`` and ``on_session_end``.
+  A session end due at T goes before an event of that user at ts == T (which starts a new
+  session).
+
+Values are the contract's ``recommendations`` record plus ``"trigger"`` (``"event"`` or
+``"session_end"``) and a ``"reason"`` per item. A session-end record has the session's last
+event as ``trigger_event_id`` and its ts as ``event_ts``: it replaces that event's list.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 
 import numpy as np
 
-from operators.catalog import CatalogEntry, CatalogIndex
+from operators.catalog import CatalogEntry
+from operators.config import RankingConfig
 from operators.events import SCORED_TYPES, Event, Item
-from operators.scoring import ScoringParams, recommend
-from operators.user_profile import Profile, ProfileParams, apply_event
+from operators.ranking import Ranked, Ranker
+from operators.user_profile import Profile, apply_event
+from operators.world import World
 
 
 def catalog_entry(item: Item, embedding: np.ndarray) -> CatalogEntry:
+    """An item version with its embedding, as the world takes it."""
     return CatalogEntry(
         item_id=item.item_id,
         embedding=np.ascontiguousarray(embedding, dtype="<f4").tobytes(),
@@ -30,50 +49,66 @@ def catalog_entry(item: Item, embedding: np.ndarray) -> CatalogEntry:
 
 def recommendation_record(
     user_id: str,
-    event: Event,
-    items: list[tuple[str, float]],
+    trigger_event_id: str,
+    event_ts: int,
+    items: list[Ranked],
     model_id: str,
-    emitted_at: int | None = None,
+    trigger: str,
+    emitted_at: int,
 ) -> bytes:
     return json.dumps(
         {
             "user_id": user_id,
-            "trigger_event_id": event.event_id,
-            "event_ts": event.ts,
-            "emitted_at": int(time.time() * 1000) if emitted_at is None else emitted_at,
+            "trigger_event_id": trigger_event_id,
+            "event_ts": event_ts,
+            "emitted_at": emitted_at,
             "model": model_id,
-            "items": [{"item_id": i, "score": s} for i, s in items],
+            "trigger": trigger,
+            "items": [{"item_id": r.item_id, "score": r.score, "reason": r.reason} for r in items],
         },
         ensure_ascii=False,
         separators=(",", ":"),
     ).encode("utf-8")
 
 
+def wall_clock_ms() -> int:
+    return int(time.time() * 1000)
+
+
 class Recommender:
-    """Catalog view + scoring parameters of one operator task."""
+    """World + ranking of one operator task. ``clock`` gives ``emitted_at`` (default: wall)."""
 
     def __init__(
         self,
         dim: int,
         model_id: str,
         top_k: int = 10,
-        profile_params: ProfileParams | None = None,
-        scoring_params: ScoringParams | None = None,
-        as_of_event_time: bool = True,
+        config: RankingConfig | None = None,
+        clock: Callable[[], int] | None = None,
+        world: World | None = None,
     ):
-        self.catalog = CatalogIndex(dim)
+        self.config = config or RankingConfig()
         self.model_id = model_id
         self.top_k = top_k
-        self.pparams = profile_params or ProfileParams()
-        self.sparams = scoring_params or ScoringParams()
-        # recommend only items whose catalog ts is at or before the event's ts
-        self.as_of_event_time = as_of_event_time
+        self.clock = clock or wall_clock_ms
+        self.world = world if world is not None else World(dim, self.config)
+        self.ranker = Ranker(self.world, self.config, top_k)
 
-    def upsert_item(self, entry: CatalogEntry) -> None:
-        self.catalog.upsert(entry)
+    def restore_world(self, snapshot: bytes) -> None:
+        """Replace the world with a restored snapshot (see World.snapshot)."""
+        self.world = World.restore(snapshot)
+        self.ranker = Ranker(self.world, self.config, self.top_k)
 
-    def remove_item(self, item_id: str) -> None:
-        self.catalog.remove(item_id)
+    def update(
+        self, profile: Profile | None, event: Event, query_vec: np.ndarray | None = None
+    ) -> Profile | None:
+        """The profile after ``event`` (None for ``forget_user``: the user is erased)."""
+        if event.type == "forget_user":
+            return None
+        profile = profile if profile is not None else Profile()
+        return apply_event(
+            profile, event, self.config.profile, self.config.session_gap_ms, query_vec
+        )
 
     def on_event(
         self, profile: Profile | None, event: Event, query_vec: np.ndarray | None = None
@@ -81,17 +116,34 @@ class Recommender:
         """Apply an accepted event; returns (new profile or None to clear, output value).
 
         ``forget_user`` returns (None, None): the caller clears the user's state and writes a
-        tombstone (null value) keyed by the user.
+        tombstone (null value) keyed by the user. Types with a list (view, click, add_to_cart,
+        purchase, search) get a record with ``"trigger": "event"``.
         """
-        if event.type == "forget_user":
-            return None, None
-        profile = profile if profile is not None else Profile()
-        # with as-of semantics, the profile too only sees items in the catalog before the event
-        as_of = event.ts if self.as_of_event_time else None
-        apply_event(
-            profile, event, lambda i: self.catalog.vector(i, as_of), self.pparams, query_vec
-        )
-        if event.type not in SCORED_TYPES:
+        profile = self.update(profile, event, query_vec)
+        if profile is None or event.type not in SCORED_TYPES:
             return profile, None
-        items = recommend(profile, self.catalog, self.top_k, self.pparams, self.sparams, as_of)
-        return profile, recommendation_record(event.user_id, event, items, self.model_id)
+        items = self.ranker.rank(profile, "event", event.ts)
+        value = recommendation_record(
+            event.user_id, event.event_id, event.ts, items, self.model_id, "event", self.clock()
+        )
+        return profile, value
+
+    def on_session_end(self, profile: Profile, at_ts: int) -> tuple[Profile, bytes | None]:
+        """The user's session closed at ``at_ts``: the list for their next visit.
+
+        The profile is returned unchanged (the next event starts a new session by itself); a
+        profile with no event yet gets no record.
+        """
+        if profile is None or profile.last_event_id is None or profile.user_id is None:
+            return profile, None
+        items = self.ranker.rank(profile, "session_end", at_ts)
+        value = recommendation_record(
+            profile.user_id,
+            profile.last_event_id,
+            profile.last_ts,
+            items,
+            self.model_id,
+            "session_end",
+            self.clock(),
+        )
+        return profile, value

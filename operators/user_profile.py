@@ -1,132 +1,126 @@
-"""Per-user profile: what the keyed operator keeps in Flink state, and how events update it.
+"""Per-user profile: what the keyed operator keeps in Flink state, and how an event updates it.
 
-Pure Python/numpy, pickled into one Flink ValueState per user. All decay runs on event time
-(the ``ts`` of the user's events), never on the wall clock, so replaying history at any speed gives
-the same profile.
+Plain Python, pickled into one Flink ValueState per user on every event, so it is small and
+bounded (see ProfileConfig). Everything runs on event time (the ``ts`` of the user's events).
 
-- ``recent``: sliding window of recent interactions (ts, item_id, type), bounded by time and count;
-  its vector is computed at scoring time from the current catalog, so an item that was not yet in
-  the catalog when the event came is filled in as soon as it arrives.
-- ``long_vec``: long-term interest vector, an event-time decayed sum of item embeddings; events
-  whose item is not yet embedded wait in ``pending`` and are folded in (with their own decay) once
-  the item is known.
-- ``purchases``: per-item purchase counts and last purchase time (repeat purchases are real).
-- ``queries``: recent search query vectors (ts, float32 bytes).
+- ``session``: distinct items of the current session (a gap of ``session_gap_ms`` without
+  events starts a new one), oldest first, with the strongest event type seen for each.
+- ``orders``: the user's recent orders, current last: ``(session_id, session start, items)``.
+  An order is the items of one ``session_id`` within one session (a session's items when events
+  carry no ``session_id``).
+- ``freq``: repeat frequency, TIFU-style: each order holding a purchased item adds a
+  forward-decayed weight (``repeat_half_life_days``), so frequent and recent repeats rank high.
+- ``queries``: recent search queries ``(ts, text, float32 vector bytes)``.
+- ``user_id``, ``last_ts`` / ``last_event_id``: whose it is, when the session ends (``last_ts + session_gap_ms``) and which
+  event that list replaces.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from operators.events import Event
-
-DAY_MS = 24 * 3600 * 1000
-HOUR_MS = 3600 * 1000
-
-
-@dataclass(frozen=True)
-class ProfileParams:
-    type_weights: dict[str, float] = field(
-        default_factory=lambda: {"view": 1.0, "click": 2.0, "add_to_cart": 4.0, "purchase": 6.0}
-    )
-    window_ms: int = 3 * DAY_MS  # sliding window of recent interactions
-    window_max: int = 50
-    short_half_life_ms: int = 12 * HOUR_MS  # decay inside the window
-    long_half_life_ms: int = 30 * DAY_MS  # decay of the long-term vector
-    pending_max: int = 200  # interactions waiting for their item's embedding
-    query_window_ms: int = 1 * DAY_MS
-    query_max: int = 5
-    query_half_life_ms: int = 2 * HOUR_MS
-    purchases_max: int = 500  # distinct purchased items kept per user (least recent dropped)
+from operators.config import DAY_MS, ProfileConfig
+from operators.events import ITEM_EVENT_TYPES, Event
+from operators.forward_decay import MAX_EXPONENT
 
 
-def decay(dt_ms: float, half_life_ms: float) -> float:
-    """2^(-dt/half_life); events from the future (out of order) do not grow."""
-    return math.pow(2.0, -max(dt_ms, 0.0) / half_life_ms)
-
-
-@dataclass
+@dataclass(slots=True)
 class Profile:
+    user_id: str | None = None
     last_ts: int | None = None
-    recent: list[tuple[int, str, str]] = field(default_factory=list)
-    long_vec: np.ndarray | None = None
-    long_ts: int | None = None
-    pending: list[tuple[int, str, float]] = field(default_factory=list)
-    purchases: dict[str, tuple[int, int]] = field(default_factory=dict)  # item -> (count, last_ts)
-    queries: list[tuple[int, bytes]] = field(default_factory=list)
-    events_seen: int = 0
+    last_event_id: str | None = None
+    session_start: int | None = None
+    session: list[tuple[str, int, str]] = field(default_factory=list)  # (item, ts, type)
+    orders: list[tuple[str | None, int, list[str]]] = field(default_factory=list)
+    freq: dict[str, float] = field(default_factory=dict)
+    freq_landmark: int | None = None
+    queries: list[tuple[int, str, bytes]] = field(default_factory=list)
+    events: int = 0
+
+    def current_order(self) -> list[str]:
+        """Items of the order in progress (empty once a new session has begun without items)."""
+        if self.orders and self.orders[-1][1] == self.session_start:
+            return self.orders[-1][2]
+        return []
+
+    def past_orders(self) -> list[list[str]]:
+        """Items of the orders before the current one, most recent first."""
+        past = self.orders[:-1] if self.current_order() else self.orders
+        return [items for _, _, items in reversed(past)]
 
 
-Lookup = Callable[[str], "np.ndarray | None"]
-
-
-def _add_long(p: Profile, vec: np.ndarray, weight: float, ts: int, params: ProfileParams) -> None:
-    """Add weight*vec observed at ts into the long-term vector, decayed to the vector's own time."""
-    if p.long_vec is None:
-        p.long_vec = np.zeros_like(vec, dtype=np.float32)
-        p.long_ts = ts
-    if ts >= p.long_ts:
-        p.long_vec *= decay(ts - p.long_ts, params.long_half_life_ms)
-        p.long_ts = ts
-        p.long_vec += weight * vec
-    else:  # an older observation (out of order, or a pending item filled in late)
-        p.long_vec += (weight * decay(p.long_ts - ts, params.long_half_life_ms)) * vec
-
-
-def fill_pending(p: Profile, lookup: Lookup, params: ProfileParams) -> None:
-    """Fold interactions whose item has since been embedded into the long-term vector."""
-    if not p.pending:
-        return
-    still = []
-    for ts, item_id, w in p.pending:
-        vec = lookup(item_id)
-        if vec is None:
-            still.append((ts, item_id, w))
-        else:
-            _add_long(p, vec, w, ts, params)
-    p.pending = still
+_TYPE_RANK = {"view": 0, "click": 1, "add_to_cart": 2, "purchase": 3}
 
 
 def apply_event(
     p: Profile,
     ev: Event,
-    lookup: Lookup,
-    params: ProfileParams,
+    cfg: ProfileConfig,
+    session_gap_ms: int,
     query_vec: np.ndarray | None = None,
 ) -> Profile:
     """Apply one accepted event (not forget_user) to the profile, in place; returns it."""
-    now = ev.ts if p.last_ts is None else max(p.last_ts, ev.ts)
-    p.last_ts = now
-    p.events_seen += 1
-    fill_pending(p, lookup, params)
+    if p.last_ts is None or ev.ts - p.last_ts >= session_gap_ms:
+        p.session_start = ev.ts
+        p.session = []
+    p.last_ts = ev.ts if p.last_ts is None else max(p.last_ts, ev.ts)
+    p.last_event_id = ev.event_id
+    p.user_id = ev.user_id
+    p.events += 1
 
-    if ev.item_id is not None and ev.type in params.type_weights:
-        w = params.type_weights[ev.type]
-        p.recent.append((ev.ts, ev.item_id, ev.type))
-        vec = lookup(ev.item_id)
-        if vec is None:
-            p.pending.append((ev.ts, ev.item_id, w))
-            if len(p.pending) > params.pending_max:
-                p.pending = p.pending[-params.pending_max :]
-        else:
-            _add_long(p, vec, w, ev.ts, params)
-        if ev.type == "purchase":
-            count, last = p.purchases.get(ev.item_id, (0, ev.ts))
-            p.purchases[ev.item_id] = (count + 1, max(last, ev.ts))
-            if len(p.purchases) > params.purchases_max:
-                oldest = min(p.purchases, key=lambda k: p.purchases[k][1])
-                del p.purchases[oldest]
+    if ev.type == "search" and ev.query is not None and query_vec is not None:
+        vec = np.ascontiguousarray(query_vec, dtype="<f4").tobytes()
+        lo = p.last_ts - cfg.query_window_ms
+        queries = [q for q in p.queries if q[0] >= lo]
+        queries.append((ev.ts, ev.query, vec))
+        p.queries = queries[-cfg.query_max :] if cfg.query_max > 0 else []
 
-    if ev.type == "search" and query_vec is not None:
-        p.queries.append((ev.ts, np.asarray(query_vec, dtype=np.float32).tobytes()))
+    if ev.item_id is None or ev.type not in ITEM_EVENT_TYPES:
+        return p
+    item = ev.item_id
 
-    # slide the windows on event time
-    lo = now - params.window_ms
-    p.recent = [r for r in p.recent if r[0] >= lo][-params.window_max :]
-    qlo = now - params.query_window_ms
-    p.queries = [q for q in p.queries if q[0] >= qlo][-params.query_max :]
+    # the session: distinct items, most recent last, strongest type kept
+    typ = ev.type
+    for n, (it, _, t) in enumerate(p.session):
+        if it == item:
+            if _TYPE_RANK[t] > _TYPE_RANK[typ]:
+                typ = t
+            del p.session[n]
+            break
+    p.session.append((item, ev.ts, typ))
+    if len(p.session) > cfg.session_max:
+        del p.session[0]
+
+    # the order
+    if not (p.orders and p.orders[-1][0] == ev.session_id and p.orders[-1][1] == p.session_start):
+        p.orders.append((ev.session_id, p.session_start, []))
+        if len(p.orders) > cfg.orders_max:
+            del p.orders[0]
+    items = p.orders[-1][2]
+    first_in_order = item not in items
+    if first_in_order:
+        items.append(item)
+        if len(items) > cfg.order_items_max:
+            del items[0]
+
+    # repeat frequency: once per order holding the purchase
+    if ev.type == "purchase" and first_in_order:
+        _add_freq(p, item, ev.ts, cfg)
     return p
+
+
+def _add_freq(p: Profile, item: str, ts: int, cfg: ProfileConfig) -> None:
+    half_life = cfg.repeat_half_life_days * DAY_MS
+    if p.freq_landmark is None:
+        p.freq_landmark = ts
+    elif (ts - p.freq_landmark) / half_life > MAX_EXPONENT:
+        factor = 2.0 ** (-(ts - p.freq_landmark) / half_life)
+        p.freq = {k: v * factor for k, v in p.freq.items()}
+        p.freq_landmark = ts
+    p.freq[item] = p.freq.get(item, 0.0) + 2.0 ** ((ts - p.freq_landmark) / half_life)
+    if len(p.freq) > cfg.repeat_max:  # drop the weakest tenth (ties: item id)
+        drop = sorted(p.freq, key=lambda k: (p.freq[k], k))[: max(1, cfg.repeat_max // 10)]
+        for k in drop:
+            del p.freq[k]

@@ -1,0 +1,153 @@
+"""What the item texts say: vector search over the catalog, and each item's text neighbours.
+
+- :class:`ContentIndex`: nearest items to a vector by cosine (rows are unit vectors, so a dot
+  product). This is the one place that searches vectors; the implementation here is exact
+  (numpy over every row), a drop-in ANN index only has to keep ``add/remove/search``.
+- :class:`TextNeighbours`: each item's ``m`` most similar items by text, computed when the item
+  arrives (one search) and kept up to date as other items arrive or leave, so a per-event read
+  is a dict lookup. This is the text prior that gives new and rare items neighbours before
+  anyone has bought them.
+
+Keys are the world's interned item indexes (see operators.catalog.ItemTable). Ties are broken by
+key, so results do not depend on dict or set order.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+EMPTY_KEYS = np.zeros(0, dtype=np.int64)
+EMPTY_SIMS = np.zeros(0, dtype=np.float32)
+
+
+def best_first(keys: np.ndarray, sims: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """The ``n`` best (key, sim) pairs, highest sim first, ties by key ascending."""
+    if keys.size > n:
+        kth = np.partition(sims, keys.size - n)[keys.size - n]  # the n-th highest sim
+        keep = sims >= kth  # everything tied with it goes through the tie-break
+        keys, sims = keys[keep], sims[keep]
+    order = np.lexsort((keys, -sims))[:n]
+    return keys[order], sims[order]
+
+
+class ContentIndex:
+    """Exact cosine search over unit vectors, keyed by small non-negative integers."""
+
+    def __init__(self, dim: int, capacity: int = 1024):
+        self.dim = dim
+        self._rows = np.zeros((capacity, dim), dtype=np.float32)
+        self._alive = np.zeros(capacity, dtype=bool)
+        self._size = 0  # 1 + the highest key ever added
+        self._count = 0
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __contains__(self, key: int) -> bool:
+        return key < self._size and bool(self._alive[key])
+
+    def add(self, key: int, vec: np.ndarray) -> None:
+        """Insert or replace the vector of ``key``."""
+        if key >= self._rows.shape[0]:
+            cap = max(2 * self._rows.shape[0], key + 1)
+            rows = np.zeros((cap, self.dim), dtype=np.float32)
+            rows[: self._size] = self._rows[: self._size]
+            alive = np.zeros(cap, dtype=bool)
+            alive[: self._size] = self._alive[: self._size]
+            self._rows, self._alive = rows, alive
+        if not self._alive[key]:
+            self._count += 1
+        self._rows[key] = vec
+        self._alive[key] = True
+        self._size = max(self._size, key + 1)
+
+    def remove(self, key: int) -> None:
+        if key in self:
+            self._rows[key] = 0.0
+            self._alive[key] = False
+            self._count -= 1
+
+    def vector(self, key: int) -> np.ndarray | None:
+        return self._rows[key] if key in self else None
+
+    def search(
+        self, vec: np.ndarray, n: int, exclude: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Keys and cosine similarities of the ``n`` items nearest to ``vec``, best first."""
+        if n <= 0 or self._count == 0:
+            return EMPTY_KEYS, EMPTY_SIMS
+        sims = self._rows[: self._size] @ np.asarray(vec, dtype=np.float32)
+        alive = self._alive[: self._size].copy()
+        if exclude is not None and exclude < self._size:
+            alive[exclude] = False
+        keys = np.flatnonzero(alive)
+        return best_first(keys, sims[keys], n)
+
+
+class TextNeighbours:
+    """Each item's ``m`` nearest items by text, maintained as items arrive, change or leave.
+
+    On arrival an item searches ``probe`` (>= m) neighbours: its own list is the best ``m``,
+    and it enters the list of each probed item it beats (similarity is symmetric, so the items
+    whose lists it belongs in are among its own nearest). When an item leaves (or its text
+    changes), the lists that held it are searched again.
+    """
+
+    def __init__(self, m: int = 20, probe: int = 40):
+        self.m = m
+        self.probe = max(probe, m)
+        self.lists: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._listed_by: dict[int, set[int]] = {}  # key -> keys whose list holds it
+
+    def neighbours(self, key: int) -> tuple[np.ndarray, np.ndarray]:
+        return self.lists.get(key, (EMPTY_KEYS, EMPTY_SIMS))
+
+    def _set(self, key: int, keys: np.ndarray, sims: np.ndarray) -> None:
+        old = self.lists.get(key)
+        if old is not None:
+            for k in old[0].tolist():
+                self._listed_by.get(k, set()).discard(key)
+        self.lists[key] = (keys, sims)
+        for k in keys.tolist():
+            self._listed_by.setdefault(k, set()).add(key)
+
+    def add(self, key: int, index: ContentIndex) -> None:
+        """``key`` has just been added to ``index`` (with its current vector)."""
+        keys, sims = index.search(index.vector(key), self.probe, exclude=key)
+        self._set(key, keys[: self.m], sims[: self.m])
+        for other, sim in zip(keys.tolist(), sims.tolist(), strict=True):
+            okeys, osims = self.neighbours(other)
+            # position of (sim, key) in the list: after better sims and equal sims of lower key
+            at = int(np.count_nonzero((osims > sim) | ((osims == sim) & (okeys < key))))
+            if at >= self.m:
+                continue
+            okeys = np.insert(okeys, at, key)
+            osims = np.insert(osims, at, np.float32(sim))
+            self._listed_by.setdefault(key, set()).add(other)
+            if okeys.size > self.m:
+                self._listed_by.get(int(okeys[-1]), set()).discard(other)
+                okeys, osims = okeys[: self.m], osims[: self.m]
+            self.lists[other] = (okeys, osims)
+
+    def remove(self, key: int, index: ContentIndex) -> None:
+        """``key`` has just been removed from ``index``: drop its list, refill those holding it."""
+        old = self.lists.pop(key, None)
+        if old is not None:
+            for k in old[0].tolist():
+                self._listed_by.get(k, set()).discard(key)
+        for other in sorted(self._listed_by.pop(key, ())):
+            vec = index.vector(other)
+            if vec is None:
+                continue
+            keys, sims = index.search(vec, self.m, exclude=other)
+            self._set(other, keys, sims)
+
+    def state(self) -> dict:
+        return {"m": self.m, "probe": self.probe, "lists": self.lists}
+
+    @classmethod
+    def from_state(cls, s: dict) -> TextNeighbours:
+        t = cls(s["m"], s["probe"])
+        for key, (keys, sims) in s["lists"].items():
+            t._set(key, keys, sims)
+        return t

@@ -1,0 +1,319 @@
+"""Ranking: candidates from every signal, normalised, weighted, with a reason per item.
+
+For a user's profile, a trigger (``"event"`` or ``"session_end"``, which picks the Mix) and the
+time ``now`` (the world holds the updates before it):
+
+1. Seeds: the current session's items, the most recent weighted most (``position_decay`` per
+   step back, times the event type's weight), plus the items of ``past_orders`` previous orders
+   (``past_weight``, times ``order_decay`` per order further back).
+2. Signals, each a sparse score over items:
+   - ``collab``: sum over seeds of seed weight x co-occurrence similarity (session-kNN style);
+   - ``repeat``: the user's decayed purchase frequency (profile ``freq``);
+   - ``trending``: decayed distinct recent buyers, relative to the top item's (for every
+     candidate: among a user's past items it breaks ties by what is selling now);
+   - ``text``: sum over seeds of seed weight x text similarity x h / (h + orders of the rarer of
+     the two items): text speaks for items with little behaviour, new ones first;
+   - ``query``: cosine to recent search queries (decayed by age), from the content index;
+   - ``similar``: cosine of a candidate to the seeds' weighted mean vector (a feature only).
+3. Candidates: items that are visible and, for a mix with ``mask_order``, not in the current
+   order; each signal's scores are divided by their maximum over them (``similar`` stays a
+   cosine, clipped at 0; trending is relative to the top item); the candidates kept are the
+   union of each signal's top ``candidates``.
+4. Score = weights . features (the trending weight is at least ``trending_floor``, so trending
+   fills lists that other signals leave short); the top K with a positive score, best first,
+   ties by item id. No list is ever a run of zero scores.
+5. Reason of an item: the signal that contributed most, in words: "bought with 85123A",
+   "bought before", "trending", "similar to 'WHITE METAL LANTERN'", "matches search 'lantern'".
+
+:meth:`Ranker.candidates` exposes the candidate features, so tuning can re-rank the same
+candidates under other weights (:meth:`Ranker.top`) without recomputing them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from operators.config import SIGNALS, Mix, RankingConfig
+from operators.forward_decay import decay
+from operators.user_profile import Profile
+from operators.world import World
+
+N_SIGNALS = len(SIGNALS)
+S_COLLAB, S_REPEAT, S_TRENDING, S_TEXT, S_SIMILAR, S_QUERY = range(N_SIGNALS)
+EMPTY_I = np.zeros(0, dtype=np.int64)
+EMPTY_F = np.zeros(0, dtype=np.float64)
+
+
+@dataclass
+class Candidates:
+    """Candidate items of one list and their per-signal features (rows align with ``idx``)."""
+
+    trigger: str
+    idx: np.ndarray  # [m] world item indexes, ascending
+    features: np.ndarray  # [m, N_SIGNALS] normalised signal scores
+    seeds: list[int]  # seed item indexes
+    # every (item, contribution, signal, seed position) behind collab and text, for reasons
+    entries: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+    queries: list[tuple[str, np.ndarray, float]]  # (text, vector, weight)
+    ref: int = -1  # free for tools (tuning numbers the lists it keeps)
+
+
+@dataclass(frozen=True)
+class Ranked:
+    item_id: str
+    score: float
+    reason: str
+
+
+def _per_seed(
+    lists: list[dict[int, tuple[np.ndarray, np.ndarray]]], seeds: list[int]
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """For each neighbour table, the seeds' lists concatenated: (items, similarities, seed
+    position of each entry)."""
+    out = []
+    for table in lists:
+        ks, ss, pos, sizes = [], [], [], []
+        get = table.get
+        for n, i in enumerate(seeds):
+            got = get(i)
+            if got is not None:
+                ks.append(got[0])
+                ss.append(got[1])
+                pos.append(n)
+                sizes.append(got[0].size)
+        if ks:
+            out.append((np.concatenate(ks), np.concatenate(ss), np.repeat(pos, sizes)))
+        else:
+            out.append((EMPTY_I, EMPTY_F, EMPTY_I))
+    return out
+
+
+def _member(keys: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """keys[i] in sorted_set, for a small sorted set (cost O(len(keys) log len(set)))."""
+    if sorted_set.size == 0:
+        return np.zeros(keys.shape[0], dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_set, keys), sorted_set.size - 1)
+    return sorted_set[at] == keys
+
+
+class Ranker:
+    def __init__(self, world: World, config: RankingConfig, top_k: int = 10):
+        self.world = world
+        self.config = config
+        self.top_k = top_k
+
+    # ---- seeds -------------------------------------------------------------------------------
+    def seeds(self, p: Profile, mix: Mix) -> tuple[list[int], list[float]]:
+        index = self.world.items.index
+        tw = self.config.seed_type_weights
+        seeds: dict[int, float] = {}
+        w = 1.0
+        for item, _, typ in reversed(p.session[-mix.max_seeds :]):
+            i = index.get(item)
+            if i is not None:
+                sw = w * tw.get(typ, 0.0)
+                if seeds.get(i, 0.0) < sw:
+                    seeds[i] = sw
+            w *= mix.position_decay
+        if mix.past_orders:
+            w = mix.past_weight
+            for items in p.past_orders()[: mix.past_orders]:
+                for item in items:
+                    i = index.get(item)
+                    if i is not None and seeds.get(i, 0.0) < w:
+                        seeds[i] = w
+                w *= mix.order_decay
+        return list(seeds), list(seeds.values())
+
+    # ---- candidates --------------------------------------------------------------------------
+    def candidates(self, p: Profile, trigger: str, now: int) -> Candidates:
+        cfg = self.config
+        mix = cfg.mix(trigger)
+        world = self.world
+        items = world.items
+        seeds, seed_w = self.seeds(p, mix)
+        seed_wa = np.array(seed_w, dtype=np.float64)
+        keys: list[np.ndarray] = []  # per part: items, values, signal
+        vals: list[np.ndarray] = []
+        sigs: list[int] = []
+
+        # collab and text: neighbour lists of the seeds
+        entries = (EMPTY_I, EMPTY_F, EMPTY_I, EMPTY_I)
+        tables = []
+        if cfg.enabled("collab"):
+            tables.append((S_COLLAB, world.together.nb))
+        if cfg.enabled("text"):
+            tables.append((S_TEXT, world.text.lists))
+        if seeds and tables:
+            ek, ev, es, ep = [], [], [], []
+            found = _per_seed([t for _, t in tables], seeds)
+            for (signal, _), (k, s, pos) in zip(tables, found, strict=True):
+                if k.size == 0:
+                    continue
+                s = s * seed_wa[pos]
+                if signal == S_TEXT:
+                    count = world.together.count
+                    rare = np.minimum(count[k], count[np.array(seeds, dtype=np.int64)[pos]])
+                    rare *= world.together.count_factor(now)
+                    h = mix.text_rarity
+                    s = np.maximum(s, 0.0) * (h / (h + rare))
+                ek.append(k)
+                ev.append(s)
+                es.append(signal)
+                ep.append(pos)
+            if ek:
+                sig = np.repeat(np.array(es, dtype=np.int64), [a.size for a in ek])
+                entries = (np.concatenate(ek), np.concatenate(ev), sig, np.concatenate(ep))
+                keys.append(entries[0])
+                vals.append(entries[1])
+                sigs.append(-1)  # signals given per entry
+
+        if cfg.enabled("repeat") and p.freq:
+            get = items.index.get
+            n = len(p.freq)
+            k = np.fromiter((get(it, -1) for it in p.freq), dtype=np.int64, count=n)
+            f = np.fromiter(p.freq.values(), dtype=np.float64, count=n)
+            known = k >= 0
+            keys.append(k[known])
+            vals.append(f[known])
+            sigs.append(S_REPEAT)
+
+        masked = EMPTY_I
+        if mix.mask_order:
+            order = p.current_order()
+            if order:
+                index = items.index
+                masked = np.unique(np.fromiter((index.get(it, -1) for it in order), np.int64))
+
+        if cfg.enabled("trending"):
+            k, s = world.trending.top_items(items.visible, cfg.candidates + masked.size)
+            keys.append(k)
+            vals.append(s)
+            sigs.append(S_TRENDING)
+
+        queries: list[tuple[str, np.ndarray, float]] = []
+        if cfg.enabled("query") and p.queries:
+            pc = cfg.profile
+            for ts, q, raw in p.queries:
+                vec = np.frombuffer(raw, dtype="<f4")
+                if now - ts > pc.query_window_ms or vec.shape != (world.dim,):
+                    continue  # too old, or embedded by another model
+                w = decay(now - ts, pc.query_half_life_ms)
+                k, s = world.index.search(vec, cfg.candidates + masked.size)
+                keys.append(k)
+                vals.append(np.maximum(s.astype(np.float64), 0.0) * w)
+                sigs.append(S_QUERY)
+                queries.append((q, vec, w))
+
+        if not keys:
+            return Candidates(trigger, EMPTY_I, np.zeros((0, N_SIGNALS)), seeds, entries, queries)
+        k = np.concatenate(keys)
+        v = np.concatenate(vals)
+        sig = np.repeat(np.array(sigs, dtype=np.int64), [a.size for a in keys])
+        if entries[0].size:
+            sig[: entries[0].size] = entries[2]
+
+        # one aggregation for every signal: features[item, signal] = sum of values
+        u, inv = np.unique(k, return_inverse=True)
+        feats = np.bincount(inv * N_SIGNALS + sig, weights=v, minlength=u.size * N_SIGNALS)
+        feats = feats.astype(np.float64, copy=False).reshape(u.size, N_SIGNALS)
+        ok = items.visible[u]
+        if masked.size:
+            ok &= ~_member(u, masked)
+        u, feats = u[ok], feats[ok]
+        mx = feats.max(axis=0) if u.size else np.zeros(N_SIGNALS)
+        feats /= np.where(mx > 0, mx, 1.0)
+
+        # the union of each signal's top N
+        n_top = cfg.candidates
+        if u.size > n_top:
+            nz = np.count_nonzero(feats, axis=0)
+            cut = np.partition(feats, u.size - n_top, axis=0)[u.size - n_top]
+            thr = np.where(nz > n_top, cut, np.finfo(np.float64).tiny)
+            keep = ((feats >= thr) & (feats > 0)).any(axis=1)
+            u, feats = u[keep], feats[keep]
+
+        if cfg.enabled("trending") and u.size:  # every candidate's, against the top item's
+            feats[:, S_TRENDING] = world.trending.relative(u)
+        if cfg.enabled("similar") and u.size and seeds:
+            vecs = items.vectors
+            user = seed_wa @ vecs[seeds]
+            norm = float(np.linalg.norm(user))
+            if norm > 0:
+                feats[:, S_SIMILAR] = np.maximum(vecs[u] @ (user / norm), 0.0)
+        return Candidates(trigger, u, feats, seeds, entries, queries)
+
+    # ---- ranking -----------------------------------------------------------------------------
+    def weights(self, trigger: str) -> np.ndarray:
+        cfg = self.config
+        mix = cfg.mix(trigger)
+        w = np.array([getattr(mix, s) if cfg.enabled(s) else 0.0 for s in SIGNALS])
+        if cfg.enabled("trending"):
+            w[S_TRENDING] = max(w[S_TRENDING], cfg.trending_floor)
+        return w
+
+    def top(self, cands: Candidates, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows of ``cands`` in the top K and their scores (rounded to 6 digits), best first."""
+        if cands.idx.size == 0:
+            return EMPTY_I, EMPTY_F
+        total = np.round(cands.features @ weights, 6)
+        rows = np.flatnonzero(total > 0)
+        k = self.top_k
+        if rows.size > k:
+            kth = np.partition(total[rows], rows.size - k)[rows.size - k]
+            rows = rows[total[rows] >= kth]
+        ids = self.world.items.ids
+        idx = cands.idx
+        ranked = sorted(rows.tolist(), key=lambda r: (-total[r], ids[idx[r]]))[:k]
+        rows = np.array(ranked, dtype=np.int64)
+        return rows, total[rows]
+
+    def rank(self, p: Profile, trigger: str, now: int) -> list[Ranked]:
+        cands = self.candidates(p, trigger, now)
+        w = self.weights(trigger)
+        rows, scores = self.top(cands, w)
+        ids = self.world.items.ids
+        reasons = self.reasons(cands, rows, w)
+        return [
+            Ranked(ids[i], s, r)
+            for i, s, r in zip(cands.idx[rows].tolist(), scores.tolist(), reasons, strict=True)
+        ]
+
+    # ---- reasons -----------------------------------------------------------------------------
+    def reasons(self, cands: Candidates, rows: np.ndarray, weights: np.ndarray) -> list[str]:
+        if rows.size == 0:
+            return []
+        items = self.world.items
+        best = np.argmax(cands.features[rows] * weights, axis=1).tolist()
+        top_idx = cands.idx[rows]
+        seed_of: dict[tuple[int, int], int] = {}  # (item, signal) -> seed of the largest part
+        k, v, sig, pos = cands.entries
+        if k.size and any(b in (S_COLLAB, S_TEXT) for b in best):
+            sel = np.flatnonzero(_member(k, np.sort(top_idx)))
+            sel = sel[np.argsort(-v[sel], kind="stable")]  # largest part first
+            _, first = np.unique(k[sel] * N_SIGNALS + sig[sel], return_index=True)
+            for j in sel[first].tolist():
+                seed_of[int(k[j]), int(sig[j])] = cands.seeds[pos[j]]
+        out = []
+        for item, signal in zip(top_idx.tolist(), best, strict=True):
+            if signal == S_REPEAT:
+                out.append("bought before")
+            elif signal == S_COLLAB and (item, S_COLLAB) in seed_of:
+                out.append(f"bought with {items.ids[seed_of[item, S_COLLAB]]}")
+            elif signal == S_TEXT and (item, S_TEXT) in seed_of:
+                out.append(f"similar to '{self._title(seed_of[item, S_TEXT])}'")
+            elif signal == S_QUERY and cands.queries:
+                vec = items.vectors[item]
+                q = max(cands.queries, key=lambda t, vec=vec: float(vec @ t[1]) * t[2])[0]
+                out.append(f"matches search '{q}'")
+            elif signal == S_SIMILAR and cands.seeds:
+                sims = items.vectors[cands.seeds] @ items.vectors[item]
+                out.append(f"similar to '{self._title(cands.seeds[int(np.argmax(sims))])}'")
+            else:
+                out.append("trending")
+        return out
+
+    def _title(self, i: int) -> str:
+        return self.world.items.titles[i] or self.world.items.ids[i]
