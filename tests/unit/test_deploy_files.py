@@ -15,7 +15,7 @@ import yaml
 
 from jobs.config import DEFAULT_MODEL, parse_args
 from operators import metrics
-from streamrec import paths
+from streamrec import flink_cluster, paths
 
 DEPLOY = paths.PROJECT_ROOT / "deploy"
 
@@ -53,6 +53,8 @@ def test_versions_and_paths_match_pyflink_and_the_image():
     cache = re.search(r"STREAMREC_CACHE=(\S+)", dockerfile)[1]
     assert f"COPY --from=jars /out/jars/flink {cache}/jars/flink" in dockerfile
     assert f"COPY --from=model /out/models {cache}/models" in dockerfile
+    plugin = "/out/jars/plugins/metrics-prometheus /opt/flink/plugins/metrics-prometheus"
+    assert f"COPY --from=jars {plugin}" in dockerfile
     assert f"--out /out/models/{DEFAULT_MODEL}" in dockerfile
 
 
@@ -75,6 +77,20 @@ def test_pom_resolves_the_prometheus_reporter_of_the_installed_flink():
     # a plugin folder under the plugins root that streamrec.paths names
     folder = re.search(r"<outputDirectory>\$\{streamrec.jar.dir\}/(\S+)</outputDirectory>", block)
     assert paths.jar_dir() / folder[1] == paths.flink_plugins_dir() / "metrics-prometheus"
+
+
+def test_flink_deployment_exports_metrics_as_the_local_cluster_does():
+    spec = manifests()["FlinkDeployment"]["spec"]
+    conf = spec["flinkConfiguration"]
+    port = int(conf["metrics.reporter.prom.port"])
+    local = flink_cluster.metrics_settings(port)
+    assert (
+        conf["metrics.reporter.prom.factory.class"] == local["metrics.reporter.prom.factory.class"]
+    )
+    pod = spec["podTemplate"]
+    assert pod["metadata"]["annotations"]["prometheus.io/port"] == str(port)
+    ports = pod["spec"]["containers"][0]["ports"]
+    assert {"name": "metrics", "containerPort": port} in ports
 
 
 def dashboard() -> dict:
