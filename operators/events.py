@@ -250,7 +250,7 @@ def load_object(value) -> dict:
     """Record value bytes -> the JSON object it holds, or :class:`InvalidRecord`."""
     if value is None:
         raise InvalidRecord("null_value", "null value")
-    data = _bytes_of(value)
+    data = value if type(value) is bytes else _bytes_of(value)
     if len(data) > MAX_VALUE_BYTES:
         raise InvalidRecord(
             "too_large", f"value of {len(data)} bytes is over the {MAX_VALUE_BYTES} byte limit"
