@@ -16,7 +16,7 @@ uses them with the same export.
 from __future__ import annotations
 
 import argparse
-import json
+import dataclasses
 import sys
 import time
 import uuid
@@ -35,18 +35,16 @@ def default_store_dir() -> Path:
 
 
 def items_from_jsonl(path: Path) -> Iterator[Item | DeadLetter]:
-    """Items from a file of items-topic values (JSON objects), one per line."""
-    with open(path, encoding="utf-8", errors="replace") as f:
+    """Items from a file of items-topic values (JSON objects), one per line, parsed as the job
+    parses the topic (``parse_item``); a bad line is a DeadLetter naming its line."""
+    with open(path, "rb") as f:
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            try:
-                obj = json.loads(line)
-                if not isinstance(obj, dict):
-                    raise ValueError("not a JSON object")
-                yield item_from_dict(obj)
-            except ValueError as e:  # json errors and InvalidRecord
-                yield DeadLetter(f"line {n}: {e}", str(path), None, n, line[:200])
+            parsed = parse_item(None, line.rstrip(b"\r\n"), topic=str(path), offset=n)
+            if isinstance(parsed, DeadLetter):
+                parsed = dataclasses.replace(parsed, error=f"line {n}: {parsed.error}")
+            yield parsed
 
 
 def items_from_retail(path: Path) -> Iterator[Item]:

@@ -10,6 +10,13 @@ folder and a generated, writable configuration under ``runtime_dir()/flink/conf`
     streamrec cluster status
     streamrec cluster stop
 
+With ``--metrics-port P`` the JobManager and the TaskManager export their metrics (job and
+operator metrics included) with Flink's Prometheus reporter on ``P`` and ``P+1`` (which process
+gets which is first come, first served: scrape both). Reporters are cluster settings: a job
+submitted with ``flink run`` cannot turn one on. The reporter is a plugin, loaded from
+``FLINK_PLUGINS_DIR`` (``paths.flink_plugins_dir()`` when ``streamrec setup`` fetched it, else the
+wheel's own ``plugins/``).
+
 Submitting a job to it (see :func:`cluster_env`)::
 
     env = cluster_env(); subprocess.run([flink_bin(), "run", "-m", address(), "-py", ...], env=env)
@@ -34,6 +41,7 @@ from pathlib import Path
 from streamrec import paths
 
 IDENT = "streamrec"
+PROMETHEUS_FACTORY = "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
 STATE_FILE = "cluster.json"
 DAEMONS = ("standalonesession", "taskexecutor")
 
@@ -80,6 +88,15 @@ def _set(d: dict, dotted: str, value) -> None:
     d[leaf] = value
 
 
+def metrics_settings(port: int) -> dict[str, str]:
+    """Flink configuration that turns on the Prometheus reporter, for every process of a
+    cluster on one host: each binds the first free port of ``port``..``port + 1``."""
+    return {
+        "metrics.reporter.prom.factory.class": PROMETHEUS_FACTORY,
+        "metrics.reporter.prom.port": f"{port}-{port + 1}",
+    }
+
+
 def write_config(
     base_dir: Path | str | None = None,
     rest_port: int = 8081,
@@ -87,9 +104,12 @@ def write_config(
     rpc_port: int | None = None,
     jobmanager_memory: str = "1024m",
     taskmanager_memory: str = "2048m",
+    metrics_port: int | None = None,
     extra: dict | None = None,
 ) -> Path:
-    """Write ``conf/`` (config.yaml, log4j files, masters, workers); returns the conf dir."""
+    """Write ``conf/`` (config.yaml, log4j files, masters, workers); returns the conf dir.
+
+    ``metrics_port``: export metrics to Prometheus on that port and the next (None: off)."""
     import yaml
 
     base, conf, log, pid = _dirs(base_dir)
@@ -124,6 +144,8 @@ def write_config(
         "io.tmp.dirs": str(base / "tmp"),
         "web.tmpdir": str(base / "tmp"),
     }
+    if metrics_port:
+        settings.update(metrics_settings(metrics_port))
     settings.update(extra or {})
     for k, v in settings.items():
         _set(cfg, k, v)
@@ -134,9 +156,10 @@ def write_config(
     )
     (conf / "masters").write_text(f"localhost:{rest_port}\n")
     (conf / "workers").write_text("localhost\n")
-    (base / STATE_FILE).write_text(
-        json.dumps({"rest_port": rest_port, "rpc_port": rpc_port, "slots": slots})
-    )
+    state = {"rest_port": rest_port, "rpc_port": rpc_port, "slots": slots}
+    if metrics_port:
+        state["metrics_ports"] = [metrics_port, metrics_port + 1]
+    (base / STATE_FILE).write_text(json.dumps(state))
     return conf
 
 
@@ -165,6 +188,8 @@ def cluster_env(base_dir: Path | str | None = None) -> dict[str, str]:
         FLINK_IDENT_STRING=IDENT,
         PYFLINK_CLIENT_EXECUTABLE=sys.executable,
     )
+    if paths.prometheus_reporter_jars():  # the reporter resolved by deploy/pom.xml
+        env["FLINK_PLUGINS_DIR"] = str(paths.flink_plugins_dir())
     return env
 
 
@@ -238,7 +263,7 @@ def start(
 
     Returns ``"localhost:REST_PORT"``. If this cluster already runs, returns its address.
     ``config`` goes to :func:`write_config` (``rpc_port``, ``jobmanager_memory``,
-    ``taskmanager_memory``, ``extra``).
+    ``taskmanager_memory``, ``metrics_port``, ``extra``).
     """
     alive = running_pids(base_dir)
     if any(alive.values()):
@@ -355,6 +380,13 @@ def main(argv: list[str]) -> int:
             p.add_argument("--jobmanager-memory", default="1024m")
             p.add_argument("--taskmanager-memory", default="2048m")
             p.add_argument("--timeout", type=float, default=120)
+            p.add_argument(
+                "--metrics-port",
+                type=int,
+                default=0,
+                help="Prometheus metrics on this port and the next (JobManager, TaskManager); "
+                "0: off (default)",
+            )
     args = parser.parse_args(argv)
     try:
         if args.action == "start":
@@ -366,6 +398,7 @@ def main(argv: list[str]) -> int:
                     args.timeout,
                     jobmanager_memory=args.jobmanager_memory,
                     taskmanager_memory=args.taskmanager_memory,
+                    metrics_port=args.metrics_port or None,
                 )
             )
         elif args.action == "stop":
@@ -373,8 +406,9 @@ def main(argv: list[str]) -> int:
         elif args.action == "env":  # eval "$(streamrec cluster env)" before calling bin/flink
             env = cluster_env(args.base_dir)
             for k in ("FLINK_HOME", "FLINK_CONF_DIR", "FLINK_LOG_DIR", "FLINK_PID_DIR",
-                      "FLINK_IDENT_STRING", "PYFLINK_CLIENT_EXECUTABLE"):  # fmt: skip
-                print(f"export {k}={env[k]}")
+                      "FLINK_IDENT_STRING", "PYFLINK_CLIENT_EXECUTABLE", "FLINK_PLUGINS_DIR"):  # fmt: skip
+                if k in env:
+                    print(f"export {k}={env[k]}")
             print(f"export FLINK_BIN={flink_bin()}")
         else:
             st = status(args.base_dir)

