@@ -32,6 +32,8 @@ import math
 import pickle
 from typing import Any
 
+import numpy as np
+
 from operators.catalog import CatalogEntry, ItemTable
 from operators.config import DAY_MS, RankingConfig
 from operators.content import ContentIndex, TextNeighbours
@@ -90,10 +92,18 @@ class World:
 
     # ---- input ---------------------------------------------------------------------------------
     def add(self, update: CatalogEntry | ItemRemoved | Event) -> None:
-        """Buffer a catalog update or an event (of any user) until time passes it."""
+        """Buffer a catalog update or an event (of any user) until time passes it.
+
+        ValueError for an entry whose embedding does not have the world's dimension (so nothing
+        that could fail later is ever buffered); TypeError for anything else than the three."""
         if isinstance(update, Event):
             key = (float(update.ts), _EVENT, update.event_id)
         elif isinstance(update, CatalogEntry):
+            if len(update.embedding) != 4 * self.dim:
+                raise ValueError(
+                    f"item {update.item_id}: embedding of {len(update.embedding) // 4} values, "
+                    f"the world's vectors have {self.dim}"
+                )
             key = (-math.inf if update.ts is None else float(update.ts), _CATALOG, update.item_id)
         elif isinstance(update, ItemRemoved):
             # a tombstone has no time: it applies at once, and pending versions of the item
@@ -221,28 +231,33 @@ class World:
 
     # ---- snapshot ------------------------------------------------------------------------------
     def snapshot(self) -> bytes:
-        """Everything, pending updates included, as bytes; :meth:`restore` continues exactly."""
+        """Everything, pending updates included, as bytes; :meth:`restore` continues exactly.
+
+        The bytes are a function of the state alone (arrays are stored as raw bytes, so pickle's
+        sharing of numpy's dtype objects cannot make two equal states pickle differently)."""
         return pickle.dumps(
-            {
-                "version": SNAPSHOT_VERSION,
-                "dim": self.dim,
-                "config": self.config,
-                "bound": self.bound,
-                "applied": self.applied,
-                "arrivals": self._arrivals,
-                "buffer": self._buffer,
-                "items": self.items.state(),
-                "text": self.text.state(),
-                "together": self.together.state(),
-                "trending": self.trending.state(),
-                "users": [(u, c.state()) for u, c in self.users.items()],
-            },
+            _encode(
+                {
+                    "version": SNAPSHOT_VERSION,
+                    "dim": self.dim,
+                    "config": self.config,
+                    "bound": self.bound,
+                    "applied": self.applied,
+                    "arrivals": self._arrivals,
+                    "buffer": self._buffer,
+                    "items": self.items.state(),
+                    "text": self.text.state(),
+                    "together": self.together.state(),
+                    "trending": self.trending.state(),
+                    "users": [(u, c.state()) for u, c in self.users.items()],
+                }
+            ),
             protocol=pickle.HIGHEST_PROTOCOL,
         )
 
     @classmethod
     def restore(cls, data: bytes) -> World:
-        s = pickle.loads(data)
+        s = _decode(pickle.loads(data))
         if s.get("version") != SNAPSHOT_VERSION:
             raise ValueError(f"world snapshot version {s.get('version')}, want {SNAPSHOT_VERSION}")
         w = cls(s["dim"], s["config"])
@@ -258,3 +273,32 @@ class World:
         w.trending = Trending.from_state(s["trending"])
         w.users = {u: UserContext.from_state(c) for u, c in s["users"]}
         return w
+
+
+class _Array(tuple):
+    """An encoded numpy array: (dtype string, shape, raw bytes)."""
+
+
+def _encode(obj: Any) -> Any:
+    if isinstance(obj, np.ndarray):
+        return _Array((obj.dtype.str, obj.shape, obj.tobytes()))
+    if isinstance(obj, dict):
+        return {k: _encode(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_encode(v) for v in obj]
+    if type(obj) is tuple:
+        return tuple(_encode(v) for v in obj)
+    return obj
+
+
+def _decode(obj: Any) -> Any:
+    if isinstance(obj, _Array):
+        dtype, shape, raw = obj
+        return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+    if isinstance(obj, dict):
+        return {k: _decode(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_decode(v) for v in obj]
+    if type(obj) is tuple:
+        return tuple(_decode(v) for v in obj)
+    return obj

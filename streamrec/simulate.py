@@ -130,10 +130,10 @@ class Simulation:
         return self.session_ends(float("inf"))
 
     def steps(
-        self, records: Iterable[Record], embed: Embed
+        self, records: Iterable[Record], embed: Embed, finish: bool = True
     ) -> Iterator[tuple[list[Output], Event | None, Output | None]]:
-        """Per event: (session ends fired before it, the event, its own output or None); at
-        the end of input one more step (remaining session ends, None, None). A scorer sees
+        """Per event: (session ends fired before it, the event, its own output or None); with
+        ``finish``, at the end one more step (remaining session ends, None, None). A scorer sees
         the event between the two, as the contract's protocol wants."""
         for kind, key, value in records:
             if kind == "items":
@@ -153,7 +153,8 @@ class Simulation:
             qvec = embed(ev.query) if ev.type == "search" and ev.query else None
             ends, own = self.event(ev, qvec)
             yield ends, ev, own
-        yield self.finish(), None, None
+        if finish:
+            yield self.finish(), None, None
 
     def feed(self, records: Iterable[Record], embed: Embed) -> Iterator[Output]:
         """Contract records in stream order -> outputs in emission order."""

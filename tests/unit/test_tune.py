@@ -1,0 +1,56 @@
+"""Tuning re-ranks recorded candidates exactly as the job ranks them."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+
+from operators.config import RankingConfig
+from streamrec import tune
+from streamrec.evaluation import score_records
+from streamrec.simulate import simulate
+from tests.unit.streams import DIM, embedder, random_records
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        RankingConfig(),
+        dataclasses.replace(
+            RankingConfig(),
+            event=dataclasses.replace(RankingConfig().event, collab=0.2, repeat=2.0, similar=1.0),
+            session_end=dataclasses.replace(RankingConfig().session_end, trending=1.0),
+        ),
+        RankingConfig().without("repeat"),
+    ],
+)
+def test_recorded_candidates_score_like_the_jobs_lists(config):
+    records, texts = random_records(seed=21, n_orders=120)
+    embed = embedder(texts)
+    ds = tune.collect(records, embed, RankingConfig(disabled=config.disabled), dim=DIM)
+    g = tune.summary(
+        ds,
+        tune.gains(
+            ds, tune.weight_vector(config, "event"), tune.weight_vector(config, "session_end")
+        ),
+    )
+    events = [v for k, _, v in records if k == "events"]
+    lists = (json.loads(v) for _, v in simulate(records, embed, config) if v is not None)
+    real = score_records(events, lists)
+    assert real["event"]["ndcg@10"] > 0 and real["basket"]["ndcg@10"] > 0
+    assert g["event"] == pytest.approx(real["event"]["ndcg@10"], abs=1e-12)
+    assert g["basket"] == pytest.approx(real["basket"]["ndcg@10"], abs=1e-12)
+    for b in ("1st", "2-5", "6+"):
+        for level in ("event", "basket"):
+            want = real["by_history"][b][level]["ndcg@10"]
+            assert g["by_history"][b][level] == pytest.approx(want, abs=1e-12)
+
+
+def test_settings_paths_reach_the_config():
+    cfg = tune.with_setting(RankingConfig(), "world.co_alpha", 0.9)
+    assert tune.get_setting(cfg, "world.co_alpha") == 0.9
+    for path, values in tune.SPACE:
+        assert tune.get_setting(RankingConfig(), path) is not None
+        assert all(type(v) is type(tune.get_setting(RankingConfig(), path)) for v in values)
