@@ -16,6 +16,9 @@ from streamrec import paths
 
 DEFAULT_MODEL = "minilm-l6-fp32"
 
+# ranking signals that --ablate can switch off (operators.ranking)
+SIGNALS = ("content", "collaborative", "repeat", "trending")
+
 
 @dataclass
 class JobConfig:
@@ -38,12 +41,21 @@ class JobConfig:
     delivery: str = "at-least-once"
     out_of_orderness_ms: int = 1_000
     idleness_ms: int = 2_000
+    catalog_wait_ms: int = 30_000
     align: str = "event-time"
     max_wait_ms: int = 10_000
+    max_future_ms: int = 86_400_000
+    session_gap_ms: int = 1_800_000
+    ranking_config: str | None = None
+    ablate: list[str] = field(default_factory=list)
     blas_threads: int = 1
     state_ttl_days: float = 90.0
+    execution_mode: str = "thread"
+    python_path: str | None = None
     bundle_time_ms: int = 20
     bundle_size: int = 1000
+    from_savepoint: str | None = None
+    savepoint_dir: str | None = None
     kafka_properties: dict[str, str] = field(default_factory=dict)
     jars: list[str] = field(default_factory=list)
     python_executable: str | None = None
@@ -51,8 +63,10 @@ class JobConfig:
     job_name: str = "streamrec-recommend"
 
     def resolved_checkpoint_dir(self) -> str:
-        d = self.checkpoint_dir or str(paths.runtime_dir() / "checkpoints")
-        return d if "://" in d else Path(d).resolve().as_uri()
+        return _uri(self.checkpoint_dir or str(paths.runtime_dir() / "checkpoints"))
+
+    def resolved_savepoint_dir(self) -> str:
+        return _uri(self.savepoint_dir or str(paths.runtime_dir() / "savepoints"))
 
     def resolved_jars(self) -> list[str]:
         jars = self.jars or [str(j) for j in paths.flink_jars()]
@@ -64,6 +78,20 @@ class JobConfig:
                     "run `streamrec setup` first, or pass --jars"
                 )
         return [j if "://" in j else Path(j).resolve().as_uri() for j in jars]
+
+
+def _signals(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",") if t.strip()]
+    unknown = [n for n in names if n not in SIGNALS]
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown signal(s) {', '.join(unknown)}; choose from {', '.join(SIGNALS)}"
+        )
+    return names
+
+
+def _uri(path: str) -> str:
+    return path if "://" in path else Path(path).resolve().as_uri()
 
 
 def _kv(text: str) -> tuple[str, str]:
@@ -135,6 +163,34 @@ def parser() -> argparse.ArgumentParser:
     a("--delivery", choices=["exactly-once", "at-least-once"], default=d.delivery)
     ms("--out-of-orderness", "bounded out-of-orderness of event time (ms)")
     ms("--idleness", "a source partition silent this long stops holding event time back (ms)")
+    ms(
+        "--catalog-wait",
+        "at start, how long a catalog partition that has delivered nothing yet holds event time "
+        "back before it counts as idle (ms)",
+    )
+    ms(
+        "--max-future",
+        "events (and catalog records) whose ts is further ahead of the wall clock than this go "
+        "to the dead-letter topic (ms)",
+    )
+    ms(
+        "--session-gap",
+        "a user's session closes after this much event time without an event of theirs; the "
+        "job then emits a list for the next visit (trigger session_end) (ms)",
+    )
+    a(
+        "--ranking-config",
+        default=None,
+        metavar="FILE",
+        help="JSON file of ranking weights (default: the frozen ones in operators/)",
+    )
+    a(
+        "--ablate",
+        type=_signals,
+        default=[],
+        metavar="SIGNAL[,SIGNAL]",
+        help="rank without these signals (evaluation ablations): " + ", ".join(SIGNALS),
+    )
     a(
         "--align",
         choices=["event-time", "none"],
@@ -160,8 +216,35 @@ def parser() -> argparse.ArgumentParser:
         default=d.state_ttl_days,
         help="drop a user's profile after this many days without updates (0: never)",
     )
-    ms("--bundle-time", "max time records wait in a Python bundle (latency vs throughput)")
-    a("--bundle-size", type=int, default=d.bundle_size)
+    a(
+        "--execution-mode",
+        choices=["thread", "process"],
+        default=d.execution_mode,
+        help="PyFlink runs the Python operators inside the TaskManager JVM (thread, PEMJA) or "
+        "in separate Python worker processes (process)",
+    )
+    a(
+        "--python-path",
+        default=None,
+        metavar="PATHS",
+        help="PYTHONPATH of the Python workers (thread mode: the embedded interpreter); default: "
+        "the site-packages of --python-executable (or this interpreter) and the project",
+    )
+    ms("--bundle-time", "process mode: max time records wait in a Python bundle")
+    a("--bundle-size", type=int, default=d.bundle_size, help="process mode: records per bundle")
+    a(
+        "--from-savepoint",
+        default=None,
+        metavar="PATH",
+        help="resume from this savepoint or retained checkpoint (state and source offsets)",
+    )
+    a(
+        "--savepoint-dir",
+        default=None,
+        metavar="DIR",
+        help="where `streamrec run` writes the savepoint when stopped with SIGTERM or Ctrl-C "
+        "(default .runtime/savepoints)",
+    )
     a(
         "--kafka-property",
         type=_kv,

@@ -1,9 +1,16 @@
 """The recommend job: Kafka events + catalog -> per-user top-K lists on Kafka.
 
-    items  --parse--> [encode: ONNX BERT] --broadcast---------------------------+
-                  \\-> dead letters                                              v
-    events --parse--> [embed queries] --key_by(user_id)--> [profile + score] --> recommendations
-                  \\-> dead letters --> events-dlq
+    items  --[JVM: key, ts]--> parse --> [encode: ONNX BERT] --+
+                                  \\-> dead letters            +--union--> broadcast -----+
+    events --[JVM: key, ts]--+--[JVM]-------------------------+                          v
+                             \\--key_by(user_id) [JVM]---------> [recommend: parse, profile,
+                                                                   rank (RocksDB)] --> recommendations
+                                                                   \\-> dead letters --> events-dlq
+
+Records are keyed and timed in the JVM at the source (io.streamrec.flink.KeyedRecords); each
+event then crosses into Python once, into the recommend operator (operators/recommend_function.py),
+which by default runs inside the TaskManager JVM (PyFlink's thread mode). Every recommend task also
+receives every catalog update and every event on its broadcast input, to keep the same world model.
 
 Runs on the local mini-cluster with ``streamrec run [flags]`` (or ``python -m jobs.recommend``)
 and unchanged on a cluster with ``flink run -py jobs/recommend.py [flags]``. This file only wires:
@@ -12,18 +19,20 @@ the logic is in ``operators/``, the flags in ``jobs/config.py``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+import signal
 import sys
+import time
 from pathlib import Path
 
 if __package__ in (None, ""):  # `flink run -py jobs/recommend.py`: make the project importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pyflink.common import Configuration, Duration, WatermarkStrategy
-from pyflink.common.typeinfo import Types
-from pyflink.datastream import StreamExecutionEnvironment
+from pyflink.common import Configuration, Types, WatermarkStrategy
+from pyflink.datastream import DataStream, StreamExecutionEnvironment
 from pyflink.datastream.connectors.base import DeliveryGuarantee
 from pyflink.datastream.connectors.kafka import (
     KafkaOffsetResetStrategy,
@@ -31,22 +40,23 @@ from pyflink.datastream.connectors.kafka import (
     KafkaSink,
     KafkaSource,
 )
+from pyflink.datastream.data_stream import KeyedStream
 from pyflink.java_gateway import get_gateway
 
 from jobs.config import JobConfig, parse_args
 from operators.batching import bucket_of
+from operators.config import RankingConfig
 from operators.functions import (
-    CATALOG_STATE,
     DLQ_TAG,
+    KEYED_ROW,
     KV_ROW,
-    EmbedQueries,
+    RECORD_ROW,
+    UPDATE_ROW,
     EncodeItems,
-    EventTimestamps,
-    ItemTimestamps,
-    ParseEvents,
     ParseItems,
-    Recommend,
 )
+from operators.recommend_function import WORLD_STATE, Recommend, RecommendSettings
+from streamrec import paths
 
 log = logging.getLogger("streamrec.job")
 
@@ -62,11 +72,13 @@ RAW_ROW = Types.ROW_NAMED(
     ],
 )
 
+# the field each topic's records are keyed by, and whether a record without it (a catalog
+# tombstone) falls back to the Kafka key
+KEY_FIELDS = {"events": ("user_id", False), "items": ("item_id", True)}
+
 
 def resolve_model(model: str) -> tuple[Path, dict]:
     """A model folder (or a name in the model cache) and its manifest."""
-    from streamrec import paths
-
     cand = Path(model)
     folder = cand if cand.is_dir() else paths.model_dir() / model
     manifest = folder / "manifest.json"
@@ -81,7 +93,17 @@ def resolve_model(model: str) -> tuple[Path, dict]:
 def environment(cfg: JobConfig) -> StreamExecutionEnvironment:
     conf = Configuration()
     conf.set_string("state.backend.type", "rocksdb")
+    # timers in the heap (checkpointed with the keyed state): a user's timers are touched on
+    # every event, RocksDB-backed timers would cost a write and a read each
+    conf.set_string("state.backend.rocksdb.timer-service.factory", "HEAP")
     conf.set_string("execution.checkpointing.dir", cfg.resolved_checkpoint_dir())
+    conf.set_string("execution.checkpointing.savepoint-dir", cfg.resolved_savepoint_dir())
+    conf.set_string(
+        "execution.checkpointing.externalized-checkpoint-retention", "RETAIN_ON_CANCELLATION"
+    )
+    if cfg.from_savepoint:
+        conf.set_string("execution.state-recovery.path", cfg.from_savepoint)
+    conf.set_string("python.execution-mode", cfg.execution_mode)
     conf.set_string("python.fn-execution.bundle.time", str(cfg.bundle_time_ms))
     conf.set_string("python.fn-execution.bundle.size", str(cfg.bundle_size))
     conf.set_string("pipeline.name", cfg.job_name)
@@ -90,6 +112,9 @@ def environment(cfg: JobConfig) -> StreamExecutionEnvironment:
         python = sys.executable  # local mini-cluster: workers run this interpreter (its venv)
     if python:
         conf.set_string("python.executable", python)
+    python_path = cfg.python_path or (paths.worker_python_path(python) if python else None)
+    if python_path:
+        conf.set_string("python.pythonpath", python_path)
     if cfg.restart_attempts < 0:  # keep serving: restart from the last checkpoint, with backoff
         conf.set_string("restart-strategy.type", "exponential-delay")
     elif cfg.restart_attempts == 0:
@@ -111,7 +136,17 @@ def environment(cfg: JobConfig) -> StreamExecutionEnvironment:
     return env
 
 
-def kafka_source(cfg: JobConfig, topic: str, client_suffix: str) -> KafkaSource:
+def watermarks(cfg: JobConfig, topic_kind: str) -> WatermarkStrategy:
+    """Event time from the records' ts, per Kafka partition, in the JVM (io.streamrec.flink.
+    EventTimes); the catalog gets --catalog-wait to deliver its first records at start."""
+    startup = cfg.catalog_wait_ms if topic_kind == "items" else cfg.idleness_ms
+    j = get_gateway().jvm.io.streamrec.flink.EventTimes.strategy(
+        cfg.out_of_orderness_ms, cfg.idleness_ms, startup
+    )
+    return WatermarkStrategy(j)
+
+
+def kafka_source(cfg: JobConfig, topic: str, topic_kind: str) -> KafkaSource:
     jvm = get_gateway().jvm
     reset = (
         KafkaOffsetResetStrategy.EARLIEST
@@ -123,16 +158,17 @@ def kafka_source(cfg: JobConfig, topic: str, client_suffix: str) -> KafkaSource:
         .set_bootstrap_servers(cfg.bootstrap_servers)
         .set_topics(topic)
         .set_group_id(cfg.group_id)
-        .set_client_id_prefix(f"{cfg.group_id}-{client_suffix}")
+        .set_client_id_prefix(f"{cfg.group_id}-{topic_kind}")
         # resume from the group's committed offsets; fall back to --start-from
         .set_starting_offsets(KafkaOffsetsInitializer.committed_offsets(reset))
         .set_property("partition.discovery.interval.ms", "10000")
     )
     for k, v in cfg.kafka_properties.items():
         builder.set_property(k, v)
-    # every record, raw: Row(topic, partition, offset, timestamp, key, value) (PyFlink's builder
-    # only exposes value-only deserialisers, which lose keys, offsets and tombstones)
-    builder._j_builder.setDeserializer(jvm.io.streamrec.flink.RawRecordDeserializer())
+    key_field, fallback = KEY_FIELDS[topic_kind]
+    builder._j_builder.setDeserializer(
+        jvm.io.streamrec.flink.KeyedRecordDeserializer(key_field, fallback, cfg.max_future_ms)
+    )
     return builder.build()
 
 
@@ -153,14 +189,61 @@ def kafka_sink(cfg: JobConfig, topic: str, name: str) -> KafkaSink:
     return builder.build()
 
 
-def pipeline(items_raw, events_raw, cfg: JobConfig):
-    """The operator graph between sources and sinks: raw Kafka rows in, (recommendations, dead
-    letters) out, both as Row(key, value). Shared by the job and the pipeline tests."""
-    model_dir, manifest = resolve_model(cfg.model)
-    model_id, dim = manifest["model_id"], int(manifest["dim"])
+def keyed_by_field(stream: DataStream) -> KeyedStream:
+    """A stream of Row(key, record) keyed by its key field in the JVM (no Python key selector):
+    the Python operator downstream receives the record."""
+    jvm = get_gateway().jvm
+    j_keyed = stream._j_data_stream.keyBy(
+        jvm.KeyByKeySelector(), Types.ROW([Types.STRING()]).get_java_type_info()
+    )
+    return KeyedStream(j_keyed, RECORD_ROW, stream)
 
-    # encoder operators batch records per bucket (a few buckets per task)
-    encoder_args = (str(model_dir), cfg.device, cfg.encoder_batch_size, cfg.encoder_max_delay_ms)
+
+def keyed_records(raw: DataStream, cfg: JobConfig, topic_kind: str) -> DataStream:
+    """Raw Kafka rows (RAW_ROW) -> keyed, timed records exactly as the Kafka source emits them
+    (the same JVM code and watermarks): how tests feed the graph from collections. Runs at the
+    parallelism of ``raw``, so records keep their order as they would within a partition."""
+    jvm = get_gateway().jvm
+    key_field, fallback = KEY_FIELDS[topic_kind]
+    mapper = jvm.io.streamrec.flink.RawToKeyed(key_field, fallback, cfg.max_future_ms)
+    parallelism = raw._j_data_stream.getParallelism()
+    keyed = DataStream(raw._j_data_stream.map(mapper, KEYED_ROW.get_java_type_info()))
+    keyed.set_parallelism(parallelism)
+    timed = keyed.assign_timestamps_and_watermarks(watermarks(cfg, topic_kind))
+    return timed.set_parallelism(parallelism)
+
+
+def settings(cfg: JobConfig) -> RecommendSettings:
+    model_dir, manifest = resolve_model(cfg.model)
+    ranking = RankingConfig()
+    if cfg.ranking_config:
+        try:
+            ranking = RankingConfig.from_dict(json.loads(Path(cfg.ranking_config).read_text()))
+        except (OSError, ValueError, TypeError) as e:
+            raise SystemExit(f"--ranking-config {cfg.ranking_config}: {e}") from None
+    # the job's flag sets the session gap (the behaviour model splits orders by it too)
+    ranking = dataclasses.replace(ranking.without(*cfg.ablate), session_gap_ms=cfg.session_gap_ms)
+    return RecommendSettings(
+        dim=int(manifest["dim"]),
+        model_id=manifest["model_id"],
+        model_dir=str(model_dir),
+        device=cfg.device,
+        top_k=cfg.top_k,
+        ranking=ranking,
+        align=cfg.align == "event-time",
+        max_wait_ms=cfg.max_wait_ms,
+        max_future_ms=cfg.max_future_ms,
+        state_ttl_days=cfg.state_ttl_days,
+        blas_threads=cfg.blas_threads,
+    )
+
+
+def pipeline(items: DataStream, events: DataStream, cfg: JobConfig):
+    """The operator graph between sources and sinks: keyed, timed records in (KEYED_ROW, as the
+    sources emit them), (recommendations, dead letters) out, both as Row(key, value). Shared by
+    the job and the pipeline tests."""
+    jvm = get_gateway().jvm
+    rs = settings(cfg)
     store_path = None  # catalog embeddings computed offline (streamrec encode-catalog)
     if cfg.embedding_store:
         store = Path(cfg.embedding_store).expanduser().resolve()
@@ -172,60 +255,44 @@ def pipeline(items_raw, events_raw, cfg: JobConfig):
             )
     buckets = 4 * cfg.parallelism
 
-    def event_time(assigner):
-        strategy = WatermarkStrategy.for_bounded_out_of_orderness(
-            Duration.of_millis(cfg.out_of_orderness_ms)
-        ).with_timestamp_assigner(assigner)
-        return strategy.with_idleness(Duration.of_millis(cfg.idleness_ms))
-
-    # catalog: parse -> event time -> embed (batched; once per item version) -> broadcast.
-    # Event time is assigned next to the source, so it follows the topic's order; the encoder
-    # flushes waiting items before a watermark passes them (event-time timers).
-    items = items_raw.process(ParseItems()).name("parse-items").uid("parse-items")
-    catalog = (
-        items.assign_timestamps_and_watermarks(event_time(ItemTimestamps()))
-        .name("item-time")
-        .uid("item-time")
-        .key_by(lambda it: bucket_of(it.item_id, buckets), key_type=Types.INT())
-        .process(EncodeItems(*encoder_args, event_time_flush=True, store_path=store_path))
+    # catalog: parse (invalid -> DLQ) -> embed (batched; once per item version) -> world updates
+    parsed_items = (
+        items.process(ParseItems(cfg.max_future_ms), output_type=Types.PICKLED_BYTE_ARRAY())
+        .name("parse-items")
+        .uid("parse-items")
+    )
+    item_updates = (
+        parsed_items.key_by(lambda v: bucket_of(v[1].item_id, buckets), key_type=Types.INT())
+        .process(
+            EncodeItems(
+                str(rs.model_dir),
+                cfg.device,
+                cfg.encoder_batch_size,
+                cfg.encoder_max_delay_ms,
+                store_path=store_path,
+            ),
+            output_type=UPDATE_ROW,
+        )
         .name("encode-items")
         .uid("encode-items")
-        .broadcast(CATALOG_STATE)
     )
+    # every event also feeds the world model of every recommend task (a JVM step)
+    event_updates = DataStream(
+        events._j_data_stream.flatMap(jvm.io.streamrec.flink.BroadcastUpdates())
+    )
+    event_updates.name("event-updates").uid("event-updates")
+    world = item_updates.union(event_updates).broadcast(WORLD_STATE)
 
-    # events: parse (invalid -> DLQ) -> event time -> embed queries -> keyed profile + score
-    events = events_raw.process(ParseEvents()).name("parse-events").uid("parse-events")
-    watermarks = WatermarkStrategy.for_bounded_out_of_orderness(
-        Duration.of_millis(cfg.out_of_orderness_ms)
-    ).with_timestamp_assigner(EventTimestamps())
-    timed = events.assign_timestamps_and_watermarks(watermarks).name("event-time").uid("event-time")
-    embedded = (
-        timed.key_by(lambda ev: bucket_of(ev.user_id, buckets), key_type=Types.INT())
-        .process(EmbedQueries(*encoder_args, event_time_flush=True))
-        .name("embed-queries")
-        .uid("embed-queries")
-    )
     recs = (
-        embedded.key_by(lambda pair: pair[0].user_id, key_type=Types.STRING())
-        .connect(catalog)
-        .process(
-            Recommend(
-                dim,
-                model_id,
-                cfg.top_k,
-                cfg.state_ttl_days,
-                align=cfg.align == "event-time",
-                max_wait_ms=cfg.max_wait_ms,
-                blas_threads=cfg.blas_threads,
-            ),
-            output_type=KV_ROW,
-        )
+        keyed_by_field(events)
+        .connect(world)
+        .process(Recommend(rs), output_type=KV_ROW)
         .name("recommend")
         .uid("recommend")
     )
     dead = (
-        events.get_side_output(DLQ_TAG)
-        .union(items.get_side_output(DLQ_TAG))
+        recs.get_side_output(DLQ_TAG)
+        .union(parsed_items.get_side_output(DLQ_TAG))
         .map(lambda r: r, output_type=KV_ROW)
         .name("dead-letters")
         .uid("dead-letters")
@@ -235,14 +302,13 @@ def pipeline(items_raw, events_raw, cfg: JobConfig):
 
 def build(env: StreamExecutionEnvironment, cfg: JobConfig) -> None:
     """Kafka sources -> pipeline -> Kafka sinks."""
-    no_wm = WatermarkStrategy.no_watermarks()
-    items_raw = env.from_source(
-        kafka_source(cfg, cfg.items_topic, "items"), no_wm, "items-source", RAW_ROW
+    items = env.from_source(
+        kafka_source(cfg, cfg.items_topic, "items"), watermarks(cfg, "items"), "items-source"
     ).uid("items-source")
-    events_raw = env.from_source(
-        kafka_source(cfg, cfg.events_topic, "events"), no_wm, "events-source", RAW_ROW
+    events = env.from_source(
+        kafka_source(cfg, cfg.events_topic, "events"), watermarks(cfg, "events"), "events-source"
     ).uid("events-source")
-    recs, dead = pipeline(items_raw, events_raw, cfg)
+    recs, dead = pipeline(items, events, cfg)
     recs.sink_to(kafka_sink(cfg, cfg.output_topic, "recs")).name("recommendations-sink").uid(
         "recommendations-sink"
     )
@@ -260,15 +326,47 @@ def main(argv: list[str] | None = None) -> int:
     env = environment(cfg)
     build(env, cfg)
     log.info(
-        "starting %s: %s -> %s (brokers %s, parallelism %d, model %s)",
+        "starting %s: %s -> %s (brokers %s, parallelism %d, model %s, %s mode)",
         cfg.job_name,
         cfg.events_topic,
         cfg.output_topic,
         cfg.bootstrap_servers,
         cfg.parallelism,
         cfg.model,
+        cfg.execution_mode,
     )
-    env.execute(cfg.job_name)
+    if _submitted_by_flink_cli():
+        env.execute(cfg.job_name)  # `flink stop --savepointPath` stops it on a cluster
+        return 0
+    return run_until_stopped(env, cfg)
+
+
+def run_until_stopped(env: StreamExecutionEnvironment, cfg: JobConfig) -> int:
+    """Run on the local mini-cluster until the job ends, or until SIGTERM / Ctrl-C: then stop it
+    with a savepoint (``--savepoint-dir``) and print its path, for ``--from-savepoint``."""
+    client = env.execute_async(cfg.job_name)
+    stop = []
+
+    def _stop(signum, frame):
+        stop.append(signum)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, _stop)
+    result = client.get_job_execution_result()
+    while not stop and not result.done():
+        time.sleep(0.2)
+    if not stop:
+        result.result()  # raises when the job failed
+        return 0
+    log.info("stopping with a savepoint in %s ...", cfg.resolved_savepoint_dir())
+    jvm = get_gateway().jvm
+    path = client._j_job_client.stopWithSavepoint(
+        False,
+        cfg.resolved_savepoint_dir(),
+        jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL,
+    ).get()
+    print(f"savepoint: {path}", flush=True)
+    log.info("stopped; resume with --from-savepoint %s", path)
     return 0
 
 

@@ -139,6 +139,8 @@ def write_config(
         # Python UDF workers and the `flink run -py` client use this interpreter (the venv)
         "python.executable": sys.executable,
         "python.client.executable": sys.executable,
+        # thread mode: the interpreter embedded in the TaskManager needs the venv's packages
+        "python.pythonpath": paths.worker_python_path(sys.executable),
         "env.log.dir": str(log),
         "env.pid.dir": str(pid),
         "io.tmp.dirs": str(base / "tmp"),
@@ -257,13 +259,17 @@ def start(
     slots: int = 2,
     base_dir: Path | str | None = None,
     timeout: float = 120,
+    taskmanagers: int = 1,
     **config,
 ) -> str:
-    """Start JobManager + TaskManager; wait until the TaskManager has registered.
+    """Start a JobManager and ``taskmanagers`` TaskManagers of ``slots`` slots each; wait until
+    they have registered.
 
     Returns ``"localhost:REST_PORT"``. If this cluster already runs, returns its address.
     ``config`` goes to :func:`write_config` (``rpc_port``, ``jobmanager_memory``,
-    ``taskmanager_memory``, ``metrics_port``, ``extra``).
+    ``taskmanager_memory``, ``metrics_port``, ``extra``). PyFlink's thread mode runs one Python
+    interpreter per TaskManager JVM (one GIL for all its slots): scale it with TaskManagers of
+    one slot.
     """
     alive = running_pids(base_dir)
     if any(alive.values()):
@@ -288,17 +294,9 @@ def start(
     t0 = time.monotonic()
     # both scripts at once (each spends seconds parsing the config in a JVM); the TaskManager
     # retries until the JobManager is up
-    procs = {
-        name: subprocess.Popen(
-            ["bash", str(flink_home() / "bin" / name), "start"],
-            env=cluster_env(base_dir),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        for name in ("jobmanager.sh", "taskmanager.sh")
-    }
-    for name, proc in procs.items():
+    names = ["jobmanager.sh"] + ["taskmanager.sh"] * taskmanagers
+    procs = [(name, _daemon_script(name, base_dir)) for name in names]
+    for name, proc in procs:
         out, _ = proc.communicate(timeout=120)
         if proc.returncode != 0:
             stop(base_dir)
@@ -306,7 +304,11 @@ def start(
     deadline = time.monotonic() + timeout
     while True:
         ov = overview(rest)
-        if ov and ov.get("taskmanagers", 0) >= 1 and ov.get("slots-total", 0) >= slots:
+        if (
+            ov
+            and ov.get("taskmanagers", 0) >= taskmanagers
+            and ov.get("slots-total", 0) >= slots * taskmanagers
+        ):
             break
         # plain liveness here: right after the scripts return, a daemon's pid can still be the
         # forked shell that has not exec'd java yet, which _is_flink would take for a stranger
@@ -318,11 +320,36 @@ def start(
             raise ClusterError(f"the Flink cluster did not start ({why})\n{tail}")
         time.sleep(0.5)
     print(
-        f"cluster: Flink up at http://{rest} (1 JobManager, 1 TaskManager, {slots} slots, "
-        f"{time.monotonic() - t0:.1f}s, logs {_dirs(base_dir)[2]})",
+        f"cluster: Flink up at http://{rest} (1 JobManager, {taskmanagers} TaskManager(s) of "
+        f"{slots} slots, {time.monotonic() - t0:.1f}s, logs {_dirs(base_dir)[2]})",
         file=sys.stderr,
     )
     return rest
+
+
+def _daemon_script(name: str, base_dir) -> subprocess.Popen:
+    return subprocess.Popen(
+        ["bash", str(flink_home() / "bin" / name), "start"],
+        env=cluster_env(base_dir),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def add_taskmanager(base_dir: Path | str | None = None, timeout: float = 120) -> None:
+    """Start one more TaskManager (e.g. after one was killed) and wait until it registered."""
+    rest = address(base_dir)
+    before = (overview(rest) or {}).get("taskmanagers", 0)
+    proc = _daemon_script("taskmanager.sh", base_dir)
+    out, _ = proc.communicate(timeout=120)
+    if proc.returncode != 0:
+        raise ClusterError(f"taskmanager.sh start failed:\n{out}")
+    deadline = time.monotonic() + timeout
+    while (overview(rest) or {}).get("taskmanagers", 0) <= before:
+        if time.monotonic() > deadline:
+            raise ClusterError(f"the new TaskManager did not register\n{_logs_tail(base_dir)}")
+        time.sleep(0.3)
 
 
 def stop(base_dir: Path | str | None = None, timeout: float = 60) -> bool:
@@ -376,7 +403,13 @@ def main(argv: list[str]) -> int:
         p.add_argument("--base-dir", type=Path, default=default_base_dir(), help="conf, logs, pids")
         if name == "start":
             p.add_argument("--rest-port", type=int, default=8081)
-            p.add_argument("--slots", type=int, default=2, help="TaskManager slots (default 2)")
+            p.add_argument("--slots", type=int, default=2, help="slots per TaskManager")
+            p.add_argument(
+                "--taskmanagers",
+                type=int,
+                default=1,
+                help="TaskManagers (thread mode: one Python interpreter each; use --slots 1)",
+            )
             p.add_argument("--jobmanager-memory", default="1024m")
             p.add_argument("--taskmanager-memory", default="2048m")
             p.add_argument("--timeout", type=float, default=120)
@@ -396,6 +429,7 @@ def main(argv: list[str]) -> int:
                     args.slots,
                     args.base_dir,
                     args.timeout,
+                    taskmanagers=args.taskmanagers,
                     jobmanager_memory=args.jobmanager_memory,
                     taskmanager_memory=args.taskmanager_memory,
                     metrics_port=args.metrics_port or None,

@@ -7,6 +7,8 @@ in ``jobs/`` or ``operators/``.
 from __future__ import annotations
 
 import os
+import subprocess
+from functools import cache
 from pathlib import Path
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -83,3 +85,18 @@ def sample_data_file() -> Path:
 def default_data_file() -> Path:
     full = shared_data_file()
     return full if full.exists() else sample_data_file()
+
+
+@cache
+def worker_python_path(python: str) -> str:
+    """PYTHONPATH for Flink's Python workers running ``python``: its site-packages (PyFlink's
+    thread mode embeds the interpreter in the TaskManager JVM, which does not find a venv's
+    packages by itself) and this project."""
+    out = subprocess.run(
+        [python, "-c", "import site; print(*site.getsitepackages(), sep=chr(10))"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    parts = [p for p in out.stdout.splitlines() if p] + [str(PROJECT_ROOT)]
+    return os.pathsep.join(dict.fromkeys(parts))

@@ -1,6 +1,6 @@
-"""The real job graph (jobs.recommend.pipeline: parse, encode, broadcast catalog, keyed profile
-and scoring, dead letters) on the local Flink mini-cluster, fed from bounded collections of the
-same raw Kafka rows the Kafka source produces."""
+"""The real job graph (jobs.recommend.pipeline: parse, encode, broadcast world, keyed profile
+and ranking, dead letters) on the local Flink mini-cluster, fed from bounded collections of raw
+Kafka rows that go through the same JVM keying and timing as the Kafka source's records."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pyflink.common import Row
 from pyflink.datastream import StreamExecutionEnvironment
 
 from jobs.config import JobConfig
-from jobs.recommend import RAW_ROW, environment, pipeline
+from jobs.recommend import RAW_ROW, environment, keyed_records, pipeline
 
 pytestmark = pytest.mark.pipeline
 
@@ -52,16 +52,23 @@ def bare_cfg(model_dir, tmp_path, parallelism: int = 1, **kw) -> JobConfig:
     )
 
 
-def timed_items(env, rows):
-    """Raw item rows -> parsed items with event time, as the job's catalog branch starts."""
-    from pyflink.common import WatermarkStrategy
+def timed_items(env, cfg, rows):
+    """Raw item rows -> parsed (id, item) pairs with event time, as the job's catalog branch
+    starts."""
+    from pyflink.common.typeinfo import Types
 
-    from operators.functions import ItemTimestamps, ParseItems
+    from operators.functions import ParseItems
 
-    parsed = env.from_collection(rows, type_info=RAW_ROW).process(ParseItems())
-    return parsed.assign_timestamps_and_watermarks(
-        WatermarkStrategy.for_monotonous_timestamps().with_timestamp_assigner(ItemTimestamps())
-    )
+    keyed = keyed_records(env.from_collection(rows, type_info=RAW_ROW), cfg, "items")
+    return keyed.process(ParseItems(cfg.max_future_ms), output_type=Types.PICKLED_BYTE_ARRAY())
+
+
+def _entry(row):
+    """(item_id, embedding bytes) of an encoder output row (kind "item", id, pickled entry)."""
+    import pickle
+
+    entry = pickle.loads(row[2])
+    return entry.item_id, entry.embedding
 
 
 def event_rows():
@@ -125,26 +132,31 @@ def event_rows():
     return rows
 
 
-@pytest.mark.parametrize("parallelism", [1, 2])
-def test_job_graph_on_minicluster(tiny_model_dir, tmp_path, parallelism):
+@pytest.mark.parametrize(
+    "parallelism,mode", [(1, "thread"), (2, "thread"), (1, "process")], ids=lambda v: str(v)
+)
+def test_job_graph_on_minicluster(tiny_model_dir, tmp_path, parallelism, mode):
     cfg = JobConfig(
         model=str(tiny_model_dir),
         parallelism=parallelism,
+        execution_mode=mode,
         top_k=4,
         checkpoint_dir=str(tmp_path / "ckpt"),
         checkpoint_interval_ms=1000,
         restart_attempts=0,
     )
     env: StreamExecutionEnvironment = environment(cfg)
-    items_raw = env.from_collection(item_rows(), type_info=RAW_ROW)
-    events_raw = env.from_collection(event_rows(), type_info=RAW_ROW)
-    recs, dead = pipeline(items_raw, events_raw, cfg)
+    items = keyed_records(env.from_collection(item_rows(), type_info=RAW_ROW), cfg, "items")
+    events = keyed_records(env.from_collection(event_rows(), type_info=RAW_ROW), cfg, "events")
+    recs, dead = pipeline(items, events, cfg)
     # collected as pickled Python tuples (PyFlink's Row collection cannot carry a null byte[])
     collected = recs.union(dead).map(lambda r: (r[0], r[1]))
     with collected.execute_and_collect() as results:
         out = list(results)
 
-    lists = [json.loads(v) for k, v in out if k is not None and v is not None]
+    records = [json.loads(v) for k, v in out if k is not None and v is not None]
+    lists = [r for r in records if r["trigger"] == "event"]
+    session_ends = [r for r in records if r["trigger"] == "session_end"]
     tombstones = [k.decode() for k, v in out if k is not None and v is None]
     dead_letters = [json.loads(v) for k, v in out if k is None]
 
@@ -153,13 +165,21 @@ def test_job_graph_on_minicluster(tiny_model_dir, tmp_path, parallelism):
     # one list per accepted scored event, nothing for invalid ones
     assert sorted(r["trigger_event_id"] for r in lists) == sorted(e["event_id"] for e in scored)
     # the contract's fields; only catalog items, best first, at most K
-    for r in lists:
-        assert set(r) == {"user_id", "trigger_event_id", "event_ts", "emitted_at", "model", "items"}
+    for r in records:
+        assert {"user_id", "trigger_event_id", "event_ts", "emitted_at", "model", "items"} <= set(r)
         assert r["model"].startswith("tiny-bert-onnx-fp32@")
         assert len(r["items"]) <= 4
         assert {i["item_id"] for i in r["items"]} <= set(ITEMS)
+        assert all(i["reason"] for i in r["items"])
         scores = [i["score"] for i in r["items"]]
         assert scores == sorted(scores, reverse=True)
+    # the end of the input closes every remaining session: one list for the next visit per user
+    # still known (the forgotten user has none), triggered by their last event
+    last = {e["user_id"]: e["event_id"] for e in valid if e["type"] != "forget_user"}
+    del last["12583"]
+    assert sorted((r["user_id"], r["trigger_event_id"]) for r in session_ends) == sorted(
+        last.items()
+    )
     # forget_user -> tombstone keyed by the user
     assert tombstones == ["12583"]
     # dead letters: bad JSON and unknown type on events, broken item; with source coordinates
@@ -188,8 +208,8 @@ def test_catalog_is_embedded_in_batches(tiny_model_dir, tmp_path):
     from streamrec import paths, retail
 
     class EncodeItemsWithBatchSize(EncodeItems):
-        def emit(self, value, vector):
-            return super().emit(value, vector).item_id, self.last_batch_size
+        def _row(self, value, vector):
+            return value[1].item_id, self.last_batch_size
 
     items = {}
     for kind, key, value in retail.to_contract_records(
@@ -199,10 +219,11 @@ def test_catalog_is_embedded_in_batches(tiny_model_dir, tmp_path):
             items[key] = value
     chosen = dict(islice(items.items(), 2000))
     rows = [raw("items", n, k, v) for n, (k, v) in enumerate(chosen.items())]
-    env = environment(bare_cfg(tiny_model_dir, tmp_path))
+    cfg = bare_cfg(tiny_model_dir, tmp_path)
+    env = environment(cfg)
     encoded = (
-        timed_items(env, rows)
-        .key_by(lambda it: bucket_of(it.item_id, 4))
+        timed_items(env, cfg, rows)
+        .key_by(lambda v: bucket_of(v[1].item_id, 4))
         .process(EncodeItemsWithBatchSize(str(tiny_model_dir), "cpu", 64, 50))
     )
     with encoded.execute_and_collect() as results:
@@ -239,13 +260,13 @@ def test_catalog_bootstraps_from_the_embedding_store(tiny_model_dir, tmp_path):
 
     env = environment(cfg)
     valid = [r for r in item_rows() if r[4] != b"bad"]  # dead letters are the job's business
-    timed = timed_items(env, valid)
+    timed = timed_items(env, cfg, valid)
     encoded = (
-        timed.key_by(lambda it: bucket_of(it.item_id, 8))
+        timed.key_by(lambda v: bucket_of(v[1].item_id, 8))
         .process(
             EncodeItems(str(tiny_model_dir), "cpu", 64, 50, store_path=str(tmp_path / "store"))
         )
-        .map(lambda e: (e.item_id, e.embedding))
+        .map(lambda row: _entry(row))
     )
     with encoded.execute_and_collect() as results:
         got = {k: np.frombuffer(v, dtype="<f4") for k, v in results}

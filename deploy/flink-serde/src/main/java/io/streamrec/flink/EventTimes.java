@@ -1,0 +1,77 @@
+package io.streamrec.flink;
+
+import java.time.Duration;
+
+import org.apache.flink.api.common.eventtime.BoundedOutOfOrdernessWatermarks;
+import org.apache.flink.api.common.eventtime.SerializableTimestampAssigner;
+import org.apache.flink.api.common.eventtime.WatermarkGenerator;
+import org.apache.flink.api.common.eventtime.WatermarkOutput;
+import org.apache.flink.api.common.eventtime.WatermarkStrategy;
+import org.apache.flink.types.Row;
+
+/**
+ * Event time of {@link KeyedRecords} rows, assigned in the JVM at the source: the ts the scan
+ * read, or Long.MIN_VALUE for a record without a valid one (it is a dead letter or a catalog
+ * record without time, and never moves the watermark).
+ */
+public class EventTimes implements SerializableTimestampAssigner<Row> {
+    private static final long serialVersionUID = 1L;
+
+    @Override
+    public long extractTimestamp(Row element, long recordTimestamp) {
+        Object ts = ((Row) element.getField(1)).getField(3);
+        return ts == null ? Long.MIN_VALUE : (Long) ts;
+    }
+
+    /**
+     * Bounded out-of-orderness watermarks per Kafka partition. A partition that has delivered
+     * records and then stays quiet for idleMs stops holding event time back; one that has
+     * delivered nothing yet only after startupIdleMs, so that a topic still being read at start
+     * (the catalog) is not taken for an idle one. idleMs <= 0: never idle.
+     */
+    public static WatermarkStrategy<Row> strategy(
+            long outOfOrdernessMs, long idleMs, long startupIdleMs) {
+        Duration bound = Duration.ofMillis(outOfOrdernessMs);
+        WatermarkStrategy<Row> s =
+                ctx -> new QuietIdleness(new BoundedOutOfOrdernessWatermarks<>(bound), idleMs,
+                        Math.max(idleMs, startupIdleMs));
+        return s.withTimestampAssigner(new EventTimes());
+    }
+
+    /** Marks the output idle after a quiet period; any record makes it active again. */
+    static final class QuietIdleness implements WatermarkGenerator<Row> {
+        private final WatermarkGenerator<Row> inner;
+        private final long idleMs;
+        private final long startupIdleMs;
+        private long lastActivity = System.currentTimeMillis();
+        private boolean seen;
+        private boolean idle;
+
+        QuietIdleness(WatermarkGenerator<Row> inner, long idleMs, long startupIdleMs) {
+            this.inner = inner;
+            this.idleMs = idleMs;
+            this.startupIdleMs = startupIdleMs;
+        }
+
+        @Override
+        public void onEvent(Row event, long eventTimestamp, WatermarkOutput output) {
+            seen = true;
+            idle = false;
+            lastActivity = System.currentTimeMillis();
+            inner.onEvent(event, eventTimestamp, output);
+        }
+
+        @Override
+        public void onPeriodicEmit(WatermarkOutput output) {
+            long quiet = System.currentTimeMillis() - lastActivity;
+            if (idleMs > 0 && quiet > (seen ? idleMs : startupIdleMs)) {
+                if (!idle) {
+                    output.markIdle();
+                    idle = true;
+                }
+            } else {
+                inner.onPeriodicEmit(output);
+            }
+        }
+    }
+}

@@ -1,0 +1,301 @@
+"""The recommend operator: the job's one Python step per event (a KeyedBroadcastProcessFunction).
+
+Keyed input (keyed by user_id in the JVM): ``Row(topic, partition, offset, ts, created,
+kafka_key, value)`` of the events topic. It parses and validates the event (invalid ->
+dead-letter side output), holds it until event time has passed it (``align``), applies it to the
+user's profile (keyed state, RocksDB) and emits the user's new top-K list.
+
+Broadcast input: ``Row(kind, id, payload)``, every catalog update (kind "item", embedded) and
+every event (kind "event", raw JSON) of every user: each task keeps the same world (catalog,
+item vectors, behaviour model; operators.world), applied in event-time order and stored in
+broadcast state (operators.world_store), so any task scores any user against the same model, as
+of the event's time, at any parallelism and after any restore.
+
+Timers (event time, per user): one at each held event's ts (release), one at last event +
+session gap (the user's list for the next visit, ``trigger: session_end``); a processing-time
+timer bounds the hold when event time stands still (``max_wait_ms``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+
+from pyflink.common import Row
+from pyflink.common.typeinfo import Types
+from pyflink.datastream import KeyedBroadcastProcessFunction, RuntimeContext, TimeDomain
+from pyflink.datastream.state import (
+    ListStateDescriptor,
+    MapStateDescriptor,
+    StateTtlConfig,
+    ValueStateDescriptor,
+)
+
+from operators import metrics as m
+from operators.config import RankingConfig
+from operators.events import DeadLetter, Event, parse_event, raw_text
+from operators.functions import DLQ_TAG, dead_letter_row, limit_blas_threads
+from operators.world_store import WorldStore, decode_update
+
+log = logging.getLogger("streamrec.recommend")
+
+WORLD_STATE = MapStateDescriptor("world", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
+
+# processing-time timers of the max-wait bound are rounded up to this grain, so a user's events
+# arriving together share one timer
+WAIT_GRAIN_MS = 1000
+
+
+@dataclass(frozen=True)
+class RecommendSettings:
+    """What the recommend operator needs from the job's flags (see jobs/config.py)."""
+
+    dim: int
+    model_id: str
+    model_dir: str
+    device: str = "cpu"
+    top_k: int = 10
+    ranking: RankingConfig = field(default_factory=RankingConfig)  # incl. the session gap
+    align: bool = True
+    max_wait_ms: int = 10_000
+    max_future_ms: int = 86_400_000
+    state_ttl_days: float = 90.0
+    blas_threads: int = 1
+    compact_every: int = 20_000
+
+
+class Recommend(KeyedBroadcastProcessFunction):
+    def __init__(self, settings: RecommendSettings):
+        self.s = settings
+        self.rec = None
+        self.store = None
+
+    # ---- life cycle ---------------------------------------------------------------------------
+    def open(self, runtime_context: RuntimeContext):
+        from pyflink.common.time import Time
+
+        from models.encoder import Encoder
+        from operators.recommender import Recommender
+
+        s = self.s
+        limit_blas_threads(s.blas_threads)
+        profile = ValueStateDescriptor("profile", Types.PICKLED_BYTE_ARRAY())
+        if s.state_ttl_days and s.state_ttl_days > 0:
+            ttl = (
+                StateTtlConfig.new_builder(Time.milliseconds(int(s.state_ttl_days * 86_400_000)))
+                .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
+                .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
+                .build()
+            )
+            profile.enable_time_to_live(ttl)
+        self.profiles = runtime_context.get_state(profile)
+        self.held = runtime_context.get_list_state(
+            ListStateDescriptor("held", Types.PICKLED_BYTE_ARRAY())
+        )
+        self.rec = Recommender(s.dim, s.model_id, s.top_k, config=s.ranking)
+        self.gap = s.ranking.session_gap_ms
+        self.store = WorldStore(compact_every=s.compact_every)
+        self._world_ready = False
+        # search queries are embedded here, one at a time (they are rare; nothing else needs the
+        # model on this path); no cache: query text is personal data (forget_user)
+        self.queries = Encoder(
+            s.model_dir, provider=s.device, batch_size=1, intra_op_threads=1, cache_size=0
+        )
+        self.queries.warmup()
+        if self.queries.model_id != s.model_id or self.queries.dim != s.dim:
+            raise RuntimeError(
+                f"model {self.queries.model_id} (dim {self.queries.dim}) is not the catalog's "
+                f"{s.model_id} (dim {s.dim})"
+            )
+        self._metrics(runtime_context.get_metrics_group().add_group("streamrec"))
+
+    def _metrics(self, group) -> None:
+        """The operator's metrics (operators.metrics: names shared with the dashboard)."""
+        self.lists = {
+            trigger: group.add_group(m.TRIGGER_KEY, trigger).counter(m.LISTS_EMITTED)
+            for trigger in ("event", "session_end")
+        }
+        self._group = group
+        self.dead = {}
+        self.latency = m.Histogram(group, m.LIST_LATENCY_MS)
+        self.lag = m.Histogram(group, m.EVENT_TIME_LAG_MS)
+        self._held_n = 0
+        group.gauge(m.HELD_EVENTS, lambda: self._held_n)
+        group.gauge(m.CATALOG_SIZE, lambda: int(self.rec.world.items.visible.sum()))
+
+    def _dead_letter(self, dl: DeadLetter):
+        counter = self.dead.get(dl.reason)
+        if counter is None:
+            group = self._group.add_group(m.REASON_KEY, dl.reason)
+            counter = self.dead[dl.reason] = group.counter(m.DEAD_LETTERS)
+        counter.inc()
+        return DLQ_TAG, dead_letter_row(dl)
+
+    def _world(self, broadcast_state):
+        """The world, restored from broadcast state on the first call after a (re)start."""
+        if not self._world_ready:
+            snapshot, updates = self.store.restore(broadcast_state.items(), self._decode)
+            if snapshot is not None:
+                self.rec.restore_world(snapshot)
+            for u in updates:
+                self.rec.world.add(u)
+            self._world_ready = True
+            if snapshot is not None or updates:
+                log.info(
+                    "world restored: snapshot %s, %d logged updates",
+                    "yes" if snapshot is not None else "no",
+                    len(updates),
+                )
+        return self.rec.world
+
+    def _decode(self, kind: str, payload: bytes):
+        return decode_update(kind, payload, self.s.max_future_ms)
+
+    # ---- broadcast side: every catalog update and every event --------------------------------
+    def process_broadcast_element(self, value, ctx):
+        state = ctx.get_broadcast_state(WORLD_STATE)
+        world = self._world(state)
+        update = self._decode(value.kind, value.payload)
+        if update is None:
+            return
+        world.add(update)
+        key, entry = self.store.log_entry(value.id, value.kind, value.payload)
+        state.put(key, entry)
+        if self.store.due():
+            puts, removes = self.store.compaction(world.snapshot(), world.bound)
+            for k, v in puts:
+                state.put(k, v)
+            for k in removes:
+                state.remove(k)
+
+    # ---- keyed side: the user's events -------------------------------------------------------
+    def process_element(self, value, ctx):
+        self._world(ctx.get_broadcast_state(WORLD_STATE))
+        parsed = parse_event(
+            value.value,
+            topic=value.topic,
+            partition=value.partition,
+            offset=value.offset,
+            now_ms=int(time.time() * 1000),
+            max_future_ms=self.s.max_future_ms,
+        )
+        if isinstance(parsed, Event) and value.ts is None:
+            parsed = DeadLetter(
+                "field 'ts' is outside [0, now + max-future]",
+                value.topic,
+                value.partition,
+                value.offset,
+                raw_text(value.value),
+                "ts_out_of_range",
+            )
+        elif isinstance(parsed, Event) and parsed.user_id != ctx.get_current_key():
+            parsed = DeadLetter(  # only if the JVM's scan and the parser ever disagree
+                "user_id differs from the key the record was routed by",
+                value.topic,
+                value.partition,
+                value.offset,
+                raw_text(value.value),
+                "bad_key",
+            )
+        if isinstance(parsed, DeadLetter):
+            yield self._dead_letter(parsed)
+            return
+        created = value.created
+        if not self.s.align:
+            yield from self._apply(parsed, created, ctx)
+            return
+        timers = ctx.timer_service()
+        self.held.add((parsed, created))
+        self._held_n += 1
+        timers.register_event_time_timer(parsed.ts)
+        watermark = timers.current_watermark()
+        if parsed.ts <= watermark:  # late: event time has passed it already
+            yield from self._release(watermark, ctx)
+        else:  # bound the wait in processing time
+            due = timers.current_processing_time() + self.s.max_wait_ms
+            timers.register_processing_time_timer(math.ceil(due / WAIT_GRAIN_MS) * WAIT_GRAIN_MS)
+
+    def on_timer(self, timestamp: int, ctx):
+        self._world(ctx.get_broadcast_state(WORLD_STATE))
+        if ctx.time_domain() == TimeDomain.PROCESSING_TIME:
+            yield from self._release(None, ctx)  # max-wait: everything held goes now
+            return
+        profile = self.profiles.value()
+        if profile is not None and self._session_end_at(profile) == timestamp:
+            yield from self._session_end(profile, timestamp, ctx.get_current_key())
+        yield from self._release(timestamp, ctx)
+
+    # ---- what happens to a user ----------------------------------------------------------------
+    def _session_end_at(self, profile) -> int | None:
+        return None if profile.last_ts is None else profile.last_ts + self.gap
+
+    def _release(self, bound: int | None, ctx):
+        """Apply held events in arrival order while their ts <= bound (None: all of them)."""
+        held = list(self.held.get() or ())
+        if not held:
+            return
+        n = 0
+        while n < len(held) and (bound is None or held[n][0].ts <= bound):
+            n += 1
+        if n == 0:
+            return
+        if n == len(held):
+            self.held.clear()
+        else:
+            self.held.update(held[n:])
+        self._held_n -= n
+        for event, created in held[:n]:
+            yield from self._apply(event, created, ctx)
+
+    def _apply(self, event: Event, created: int | None, ctx):
+        qvec = None
+        if event.type == "search" and event.query:
+            qvec = self.queries.encode([event.query])[0]
+        before = self.profiles.value()
+        key = event.user_id.encode("utf-8")
+        timers = ctx.timer_service()
+        old_end = None if before is None else self._session_end_at(before)
+        if old_end is not None and old_end <= event.ts and timers.current_watermark() < old_end:
+            # the session closed before this event, but event time has not reached its timer
+            # (the event was released early: --max-wait, --align none): its list comes first
+            yield from self._session_end(before, old_end, event.user_id)
+            timers.delete_event_time_timer(old_end)
+            old_end = None
+        self.rec.world.advance_to(event.ts)
+        profile, out = self.rec.on_event(before, event, qvec)
+        if profile is None:  # forget_user: erase the user's profile, emit a tombstone (events held
+            # before it were applied first; the world forgets the user when its time comes)
+            self.profiles.clear()
+            if old_end is not None:
+                timers.delete_event_time_timer(old_end)
+            yield Row(key, None)
+            return
+        self.profiles.update(profile)
+        new_end = self._session_end_at(profile)
+        if new_end != old_end:
+            if old_end is not None:
+                timers.delete_event_time_timer(old_end)
+            if new_end is not None:
+                timers.register_event_time_timer(new_end)
+        if out is not None:
+            yield self._emit(key, out, "event", event.ts, created)
+
+    def _session_end(self, profile, at_ts: int, user_id: str):
+        self.rec.world.advance_to(at_ts)
+        profile, out = self.rec.on_session_end(profile, at_ts)
+        self.profiles.update(profile)
+        if out is not None:
+            yield self._emit(user_id.encode("utf-8"), out, "session_end", at_ts, None)
+
+    def _emit(self, key: bytes, out: bytes, trigger: str, event_ts: int, created: int | None):
+        now = time.time() * 1000
+        self.lists[trigger].inc()
+        self.lag.update(now - event_ts)
+        if created is not None and created > 0:
+            self.latency.update(now - created)
+        return Row(key, out)
+
+
+__all__ = ["WORLD_STATE", "Recommend", "RecommendSettings"]
