@@ -214,7 +214,8 @@ def parser() -> argparse.ArgumentParser:
         "--state-ttl-days",
         type=float,
         default=d.state_ttl_days,
-        help="drop a user's profile after this many days without updates (0: never)",
+        help="drop a user's profile after this many days (event time) without an event of "
+        "theirs (0: never)",
     )
     a(
         "--execution-mode",

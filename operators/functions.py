@@ -62,7 +62,7 @@ def record_id(record) -> str:
 
 
 def task_label(runtime_context: RuntimeContext, fallback: str) -> str:
-    """"name (i/n)" of the task, for logs; PyFlink 2.2's thread mode lacks the call (Flink 2
+    """ "name (i/n)" of the task, for logs; PyFlink 2.2's thread mode lacks the call (Flink 2
     moved it to the task info), so the operator's name stands in there."""
     try:
         return runtime_context.get_task_name_with_subtasks()

@@ -29,7 +29,6 @@ from pyflink.datastream import KeyedBroadcastProcessFunction, RuntimeContext, Ti
 from pyflink.datastream.state import (
     ListStateDescriptor,
     MapStateDescriptor,
-    StateTtlConfig,
     ValueStateDescriptor,
 )
 
@@ -42,6 +41,8 @@ from operators.world_store import WorldStore, decode_update
 log = logging.getLogger("streamrec.recommend")
 
 WORLD_STATE = MapStateDescriptor("world", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
+
+NO_WATERMARK = -(2**63)  # an operator's watermark before its inputs have sent any
 
 # processing-time timers of the max-wait bound are rounded up to this grain, so a user's events
 # arriving together share one timer
@@ -74,23 +75,18 @@ class Recommend(KeyedBroadcastProcessFunction):
 
     # ---- life cycle ---------------------------------------------------------------------------
     def open(self, runtime_context: RuntimeContext):
-        from pyflink.common.time import Time
-
         from models.encoder import Encoder
         from operators.recommender import Recommender
 
         s = self.s
         limit_blas_threads(s.blas_threads)
-        profile = ValueStateDescriptor("profile", Types.PICKLED_BYTE_ARRAY())
-        if s.state_ttl_days and s.state_ttl_days > 0:
-            ttl = (
-                StateTtlConfig.new_builder(Time.milliseconds(int(s.state_ttl_days * 86_400_000)))
-                .set_update_type(StateTtlConfig.UpdateType.OnCreateAndWrite)
-                .set_state_visibility(StateTtlConfig.StateVisibility.NeverReturnExpired)
-                .build()
-            )
-            profile.enable_time_to_live(ttl)
-        self.profiles = runtime_context.get_state(profile)
+        # profiles expire in event time (an event-time timer, below), not with Flink's state TTL:
+        # a replay then drops the same profiles at any speed, and PyFlink 2.2's thread mode cannot
+        # build a TTL config inside a TaskManager (it asks for a client gateway)
+        self.ttl_ms = int(s.state_ttl_days * 86_400_000) if s.state_ttl_days > 0 else 0
+        self.profiles = runtime_context.get_state(
+            ValueStateDescriptor("profile", Types.PICKLED_BYTE_ARRAY())
+        )
         self.held = runtime_context.get_list_state(
             ListStateDescriptor("held", Types.PICKLED_BYTE_ARRAY())
         )
@@ -220,11 +216,23 @@ class Recommend(KeyedBroadcastProcessFunction):
     def on_timer(self, timestamp: int, ctx):
         self._world(ctx.get_broadcast_state(WORLD_STATE))
         if ctx.time_domain() == TimeDomain.PROCESSING_TIME:
+            timers = ctx.timer_service()
+            if timers.current_watermark() == NO_WATERMARK:
+                # event time has not started (at start: the catalog is still being read, see
+                # --catalog-wait): the wait is for it, not for a stream that stands still
+                due = timers.current_processing_time() + self.s.max_wait_ms
+                timers.register_processing_time_timer(due)
+                return
             yield from self._release(None, ctx)  # max-wait: everything held goes now
             return
         profile = self.profiles.value()
-        if profile is not None and self._session_end_at(profile) == timestamp:
-            yield from self._session_end(profile, timestamp, ctx.get_current_key())
+        if profile is not None and profile.last_ts is not None:
+            if profile.last_ts + self.gap == timestamp:
+                yield from self._session_end(profile, timestamp, ctx.get_current_key())
+                if self.ttl_ms:  # the profile expires this long after the user's last event
+                    ctx.timer_service().register_event_time_timer(profile.last_ts + self.ttl_ms)
+            elif self.ttl_ms and profile.last_ts + self.ttl_ms == timestamp:
+                self.profiles.clear()
         yield from self._release(timestamp, ctx)
 
     # ---- what happens to a user ----------------------------------------------------------------

@@ -192,73 +192,93 @@ def test_bad_records_go_to_the_dlq_and_later_events_still_get_lists(kafka_bootst
     assert [r["trigger_event_id"] for r in lists_for(recs, {u})[u]] == [f"{u}-ok"]
 
 
+def event_lists(records, user):
+    """The user's per-event lists (tombstones as None), leaving out session-end lists."""
+    return [
+        r
+        for r in lists_for(records, {user}).get(user, [])
+        if r is None or r.get("trigger", "event") == "event"
+    ]
+
+
 def test_item_arriving_after_its_events_is_filled_in(kafka_bootstrap, job):
     u = f"late-{uuid.uuid4().hex[:6]}"
     new_item = f"NEW-{uuid.uuid4().hex[:6]}"
     produce(
         kafka_bootstrap,
         job.topics["events"],
-        [
-            event(f"{u}-0", u, "purchase", TS0, item_id=new_item, quantity=1),
-        ],
+        [event(f"{u}-0", u, "purchase", TS0, item_id=new_item, quantity=1)],
     )
     first = consume_until(
         kafka_bootstrap,
         job.topics["recs"],
-        lambda rs: u in lists_for(rs, {u}),
+        lambda rs: event_lists(rs, u),
         timeout=120,
         on_poll=job.check_alive,
     )
-    (rec,) = lists_for(first, {u})[u]
+    (rec,) = event_lists(first, u)
     assert new_item not in {i["item_id"] for i in rec["items"]}  # not in the catalog yet
     produce(kafka_bootstrap, job.topics["items"], [item(new_item, "PINK PAISLEY LUNCH BOX")])
 
-    # the item is now broadcast; the user's next events see it (awaited, not slept)
+    # the item is now in every task's world; the user's next visit (a new session) sees that
+    # they bought it (awaited, not slept)
+    later = TS0 + 2 * 3600_000
     deadline, step = time.monotonic() + 120, 1
     while True:
         produce(
             kafka_bootstrap,
             job.topics["events"],
-            [event(f"{u}-{step}", u, "view", TS0 + step * 1000, item_id="71053")],
+            [event(f"{u}-{step}", u, "view", later + step * 1000, item_id="71053")],
         )
         recs = consume_until(
             kafka_bootstrap,
             job.topics["recs"],
-            lambda rs, s=step: len(lists_for(rs, {u}).get(u, [])) > s,
+            lambda rs, s=step: len(event_lists(rs, u)) > s,
             timeout=60,
             on_poll=job.check_alive,
         )
-        last = lists_for(recs, {u})[u][-1]
-        if new_item in {i["item_id"] for i in last["items"]}:
+        last = event_lists(recs, u)[-1]
+        reasons = {i["item_id"]: i["reason"] for i in last["items"]}
+        if new_item in reasons:
             break
         assert time.monotonic() < deadline, f"late item never recommended:\n{job.tail()}"
         step += 1
-    # bought once (repeat purchases count) and now embedded: it ranks first
-    assert last["items"][0]["item_id"] == new_item
+    assert reasons[new_item] == "bought before"
 
 
 def test_forget_user_emits_a_tombstone_and_clears_state(kafka_bootstrap, job):
+    """After forget_user, the user is indistinguishable from someone new: the same event gets
+    the same list as a user never seen before (whatever the ranking makes of history)."""
     u = f"forget-{uuid.uuid4().hex[:6]}"
+    fresh = f"fresh-{uuid.uuid4().hex[:6]}"
+    hour = 3600_000
     produce(
         kafka_bootstrap,
         job.topics["events"],
         [
-            event(f"{u}-0", u, "purchase", TS0, item_id="22752"),
-            event(f"{u}-1", u, "forget_user", TS0 + 1000),
-            event(f"{u}-2", u, "view", TS0 + 2000, item_id="21730"),
+            event(f"{u}-0", u, "purchase", TS0 + 6 * hour, item_id="22752", session_id="o1"),
+            event(f"{u}-1", u, "purchase", TS0 + 6 * hour, item_id="84406B", session_id="o1"),
+            event(f"{u}-2", u, "search", TS0 + 6 * hour + 1000, query="hand warmer"),
+            event(f"{u}-3", u, "forget_user", TS0 + 6 * hour + 2000),
+            event(f"{u}-4", u, "view", TS0 + 8 * hour, item_id="21730"),
+            event(f"{fresh}-0", fresh, "view", TS0 + 8 * hour, item_id="21730"),
         ],
     )
     recs = consume_until(
         kafka_bootstrap,
         job.topics["recs"],
-        lambda rs: len(lists_for(rs, {u}).get(u, [])) >= 3,
+        lambda rs: len(event_lists(rs, u)) >= 5 and event_lists(rs, fresh),
         timeout=120,
         on_poll=job.check_alive,
     )
-    seq = lists_for(recs, {u})[u]
-    assert seq[0]["trigger_event_id"] == f"{u}-0"
-    assert seq[1] is None  # tombstone: key user_id, null value
-    # after forgetting, the earlier purchase no longer boosts its item
-    after = seq[2]
-    assert after["trigger_event_id"] == f"{u}-2"
-    assert after["items"][0]["item_id"] == "21730"
+    seq = event_lists(recs, u)
+    assert [r and r["trigger_event_id"] for r in seq] == [
+        f"{u}-0",
+        f"{u}-1",
+        f"{u}-2",
+        None,
+        f"{u}-4",
+    ]
+    # a tombstone (key user_id, null value) in place of the forget_user event's list
+    (other,) = event_lists(recs, fresh)
+    assert seq[-1]["items"] == other["items"]

@@ -4,6 +4,7 @@ replayed at a steady pace, gives the same lists (reproducible evaluation)."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -28,10 +29,35 @@ def run_job_on(records, n_events, bootstrap, model_dir, workdir, *, backlog: boo
     try:
         if not backlog:
             replay(records, bootstrap, t["events"], t["items"], rate=rate, progress=False)
-        recs = consume_until(bootstrap, t["recs"], n_events, timeout=300, on_poll=job.check_alive)
+        event_lists = lambda rs: sum(b'"trigger":"event"' in r.value for r in rs)  # noqa: E731
+        recs = consume_until(
+            bootstrap, t["recs"], lambda rs: event_lists(rs) >= n_events, timeout=300,
+            on_poll=job.check_alive,
+        )  # fmt: skip
+        # and the session-end lists that event time has closed by then: the output goes quiet
+        recs = consume_until(
+            bootstrap, t["recs"], quiet_for(5.0), timeout=120, on_poll=job.check_alive
+        )
     finally:
         job.stop()
-    return {json.loads(r.value)["trigger_event_id"]: json.loads(r.value)["items"] for r in recs}
+    out = {}
+    for r in recs:
+        value = json.loads(r.value)
+        out[value["trigger_event_id"], value["trigger"]] = value["items"]
+    return out
+
+
+def quiet_for(seconds: float):
+    """A consume_until predicate: true once no record has arrived for ``seconds``."""
+    state = {"n": -1, "since": 0.0}
+
+    def done(records) -> bool:
+        now = time.monotonic()
+        if len(records) != state["n"]:
+            state["n"], state["since"] = len(records), now
+        return now - state["since"] >= seconds
+
+    return done
 
 
 def test_two_replay_speeds_give_identical_lists(kafka_bootstrap, tiny_model_dir, tmp_path):
@@ -43,17 +69,18 @@ def test_two_replay_speeds_give_identical_lists(kafka_bootstrap, tiny_model_dir,
     args = (records, n_events, kafka_bootstrap, tiny_model_dir)
     a = run_job_on(*args, tmp_path / "backlog", backlog=True)
     b = run_job_on(*args, tmp_path / "paced", backlog=False, rate=150)
-    assert len(a) == len(b) == n_events
+    assert sum(trigger == "event" for _, trigger in a) == n_events
+    # the same lists, and the same sessions closed by the time the input ended
+    assert set(a) == set(b)
+    assert sum(trigger == "session_end" for _, trigger in a) > 0
     # every list names catalog items, but the first minute's: an item is recommended from
     # events after its own time, and before the first minute there was nothing
     first = min(v["ts"] for kind, _, v in records if kind == "events")
     n_first = sum(1 for kind, _, v in records if kind == "events" and v["ts"] == first)
-    assert sum(1 for v in a.values() if v) == n_events - n_first
-    for event_id, items in a.items():
-        other = b[event_id]
-        assert [i["item_id"] for i in items] == [i["item_id"] for i in other], (
-            event_id,
-            items,
-            other,
-        )
+    assert sum(1 for (_, t), v in a.items() if v and t == "event") == n_events - n_first
+    for key, items in a.items():
+        other = b[key]
+        assert [(i["item_id"], i["reason"]) for i in items] == [
+            (i["item_id"], i["reason"]) for i in other
+        ], (key, items, other)
         assert [i["score"] for i in items] == pytest.approx([i["score"] for i in other], abs=1e-5)
