@@ -56,6 +56,7 @@ class JobConfig:
     bundle_size: int = 1000
     from_savepoint: str | None = None
     savepoint_dir: str | None = None
+    metrics_port: int = 9249
     kafka_properties: dict[str, str] = field(default_factory=dict)
     jars: list[str] = field(default_factory=list)
     python_executable: str | None = None
@@ -254,6 +255,15 @@ def parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         dest="kafka_properties",
         help="extra Kafka client setting (SASL, SSL, ...); repeatable",
+    )
+    a(
+        "--metrics-port",
+        type=int,
+        default=d.metrics_port,
+        metavar="PORT",
+        help="local mini-cluster: Flink's Prometheus reporter on the first free port of "
+        "PORT..PORT+9 (0: off). On a cluster the reporter is the cluster's configuration "
+        "(streamrec cluster start --metrics-port)",
     )
     a("--jars", action="append", default=[], help="jar(s) for the job (default: the jar cache)")
     a("--python-executable", default=None, help="python for the Flink Python workers")

@@ -72,6 +72,8 @@ RAW_ROW = Types.ROW_NAMED(
     ],
 )
 
+PROMETHEUS_FACTORY = "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
+
 # the field each topic's records are keyed by, and whether a record without it (a catalog
 # tombstone) falls back to the Kafka key
 KEY_FIELDS = {"events": ("user_id", False), "items": ("item_id", True)}
@@ -123,8 +125,26 @@ def environment(cfg: JobConfig) -> StreamExecutionEnvironment:
         conf.set_string("restart-strategy.type", "fixed-delay")
         conf.set_string("restart-strategy.fixed-delay.attempts", str(cfg.restart_attempts))
         conf.set_string("restart-strategy.fixed-delay.delay", "5 s")
+    local = not _submitted_by_flink_cli()
+    if local and cfg.metrics_port:
+        conf.set_string("metrics.reporter.prom.factory.class", PROMETHEUS_FACTORY)
+        # the first free port of PORT..PORT+9: several local jobs (tests, an evaluation beside
+        # a demo) each get one; the job's log names it
+        conf.set_string("metrics.reporter.prom.port", f"{cfg.metrics_port}-{cfg.metrics_port + 9}")
     env = StreamExecutionEnvironment.get_execution_environment(conf)
     env.configure(conf)  # also when the JVM (and an earlier environment) already exists
+    if local and cfg.metrics_port:
+        # the mini-cluster loads no plugins: the reporter goes on the local JVM's class path
+        # (not pipeline.jars, which would ship it to a cluster as a user jar)
+        from pyflink.util.java_utils import add_jars_to_context_class_loader
+
+        jars = paths.prometheus_reporter_jars()
+        if not jars:
+            raise SystemExit(
+                "--metrics-port: the Prometheus reporter jar is missing; run `streamrec setup` "
+                "(or pass --metrics-port 0)"
+            )
+        add_jars_to_context_class_loader([j.as_uri() for j in jars])
     if python:
         env.set_python_executable(python)
     env.add_jars(*cfg.resolved_jars())

@@ -15,6 +15,7 @@ from pyflink.common.typeinfo import Types
 from pyflink.datastream import KeyedProcessFunction, OutputTag, ProcessFunction, RuntimeContext
 from pyflink.datastream.state import ValueStateDescriptor
 
+from operators import metrics as m
 from operators.batching import BatchPolicy, batch_size_summary
 from operators.events import DeadLetter, Item, ItemRemoved, parse_item, raw_text
 from operators.recommender import catalog_entry
@@ -158,7 +159,12 @@ class EncodeItems(KeyedProcessFunction):
         self.waiting = runtime_context.get_state(
             ValueStateDescriptor("waiting", Types.PICKLED_BYTE_ARRAY())
         )
-        self.batch_sizes = runtime_context.get_metrics_group().distribution("encoderBatchSize")
+        group = runtime_context.get_metrics_group().add_group(m.GROUP)
+        self.batch_sizes = m.Histogram(group, m.ENCODER_BATCH_SIZE)
+        self.batch_latency = m.Histogram(group, m.ENCODER_LATENCY_MS)
+        self.cache_hits = group.counter(m.ENCODER_CACHE_HITS)
+        self.store_hits = group.counter(m.EMBEDDING_STORE_HITS)
+        self._hits = (0, 0)
         self._task = task_label(runtime_context, "encode-items")
         self._sizes: list[int] = []
         log.info(
@@ -209,8 +215,14 @@ class EncodeItems(KeyedProcessFunction):
     def _flush(self, waiting):
         self.waiting.clear()
         texts = [t for t in map(self._text, waiting) if t is not None]
+        t0 = time.perf_counter()
         vectors = iter(self.encoder.encode(texts)) if texts else iter(())
+        self.batch_latency.update((time.perf_counter() - t0) * 1000)
         self.batch_sizes.update(len(texts))
+        stats = self.encoder.stats
+        self.cache_hits.inc(stats.cache_hits - self._hits[0])
+        self.store_hits.inc(stats.store_hits - self._hits[1])
+        self._hits = (stats.cache_hits, stats.store_hits)
         self.last_batch_size = len(texts)
         self._sizes.append(len(texts))
         if len(self._sizes) >= 100:

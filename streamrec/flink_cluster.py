@@ -88,12 +88,13 @@ def _set(d: dict, dotted: str, value) -> None:
     d[leaf] = value
 
 
-def metrics_settings(port: int) -> dict[str, str]:
+def metrics_settings(port: int, processes: int = 2) -> dict[str, str]:
     """Flink configuration that turns on the Prometheus reporter, for every process of a
-    cluster on one host: each binds the first free port of ``port``..``port + 1``."""
+    cluster on one host (a JobManager and its TaskManagers): each binds the first free port of
+    ``port``..``port + processes - 1``."""
     return {
         "metrics.reporter.prom.factory.class": PROMETHEUS_FACTORY,
-        "metrics.reporter.prom.port": f"{port}-{port + 1}",
+        "metrics.reporter.prom.port": f"{port}-{port + max(processes, 1) - 1}",
     }
 
 
@@ -106,10 +107,12 @@ def write_config(
     taskmanager_memory: str = "2048m",
     metrics_port: int | None = None,
     extra: dict | None = None,
+    taskmanagers: int = 1,
 ) -> Path:
     """Write ``conf/`` (config.yaml, log4j files, masters, workers); returns the conf dir.
 
-    ``metrics_port``: export metrics to Prometheus on that port and the next (None: off)."""
+    ``metrics_port``: export metrics to Prometheus on that port and the next ones, one per
+    process (None: off)."""
     import yaml
 
     base, conf, log, pid = _dirs(base_dir)
@@ -147,7 +150,7 @@ def write_config(
         "web.tmpdir": str(base / "tmp"),
     }
     if metrics_port:
-        settings.update(metrics_settings(metrics_port))
+        settings.update(metrics_settings(metrics_port, 1 + taskmanagers))
     settings.update(extra or {})
     for k, v in settings.items():
         _set(cfg, k, v)
@@ -160,7 +163,7 @@ def write_config(
     (conf / "workers").write_text("localhost\n")
     state = {"rest_port": rest_port, "rpc_port": rpc_port, "slots": slots}
     if metrics_port:
-        state["metrics_ports"] = [metrics_port, metrics_port + 1]
+        state["metrics_ports"] = list(range(metrics_port, metrics_port + 1 + taskmanagers))
     (base / STATE_FILE).write_text(json.dumps(state))
     return conf
 
@@ -289,7 +292,7 @@ def start(
             raise ClusterError(f"REST port {rest_port} is already in use") from None
     if shutil.which("java") is None and not os.environ.get("JAVA_HOME"):
         raise ClusterError("no `java` found (set JAVA_HOME or put a JDK 17+ on PATH)")
-    write_config(base_dir, rest_port=rest_port, slots=slots, **config)
+    write_config(base_dir, rest_port=rest_port, slots=slots, taskmanagers=taskmanagers, **config)
     rest = f"localhost:{rest_port}"
     t0 = time.monotonic()
     # both scripts at once (each spends seconds parsing the config in a JVM); the TaskManager
