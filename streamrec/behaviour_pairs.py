@@ -17,7 +17,11 @@ An item pair is unordered and appears once, whichever way round and however ofte
 ``support`` counts the orders and order transitions it was seen in (a basket that lists an item
 twice counts once). Pairs seen fewer than ``min_support`` times are dropped (one co-occurrence in a
 wholesaler's 200-line basket says little), as are pairs whose two texts are identical (nothing to
-learn). Query pairs are rare and kept from a single sighting.
+learn). Raw support favours the best sellers, which are bought with everything: with
+``neighbours = N`` a pair is kept only when it is among the N strongest partners of one of its
+items by association, ``support / sqrt(orders(a) * orders(b))`` (the cosine of item-kNN), so every
+item contributes the items it is bought with *more than its popularity explains*. Query pairs are
+rare and kept from a single sighting.
 """
 
 from __future__ import annotations
@@ -201,6 +205,24 @@ def next_order_counts(orders: Iterable[Order]) -> Counter:
     return counts
 
 
+def strongest_partners(
+    support: dict[tuple[str, str], int], orders: Iterable[Order], n: int
+) -> set[tuple[str, str]]:
+    """The pairs among each item's ``n`` strongest partners by ``support / sqrt(orders(a) *
+    orders(b))`` (ties: more support, then item id), from either side."""
+    bought = Counter(i for order in orders for i in order.items)
+    partners: dict[str, list[tuple[float, int, str]]] = defaultdict(list)
+    for (a, b), s in support.items():
+        score = s / np.sqrt(max(1, bought[a]) * max(1, bought[b]))
+        partners[a].append((-score, -s, b))
+        partners[b].append((-score, -s, a))
+    kept = set()
+    for a, ranked in partners.items():
+        for _, _, b in sorted(ranked)[:n]:
+            kept.add((min(a, b), max(a, b)))
+    return kept
+
+
 def query_counts(
     searches: Iterable[Event],
     orders: Iterable[Order],
@@ -237,9 +259,14 @@ def build_pairs(
     texts: dict[str, str],
     *,
     min_support: int = 2,
+    neighbours: int = 10,
     query_window_ms: int = DEFAULT_QUERY_WINDOW_MS,
 ) -> tuple[list[Pair], dict[str, int]]:
-    """Deduplicated training pairs (sorted by keys) and counts of what was kept and dropped."""
+    """Deduplicated training pairs (sorted by keys) and counts of what was kept and dropped.
+
+    ``neighbours``: keep only each item's strongest partners by association (0: every pair with
+    enough support).
+    """
     same = same_order_counts(orders)
     nxt = next_order_counts(orders)
     stats = {
@@ -247,18 +274,23 @@ def build_pairs(
         "next_order_pairs_seen": len(nxt),
         "next_order_pairs_also_same_order": sum(1 for p in nxt if p in same),
     }
-    pairs: list[Pair] = []
+    support: dict[tuple[str, str], int] = {}
     dropped_support = dropped_text = 0
     for a, b in sorted(set(same) | set(nxt)):
-        support = same.get((a, b), 0) + nxt.get((a, b), 0)
-        if support < min_support:
+        n = same.get((a, b), 0) + nxt.get((a, b), 0)
+        if n < min_support:
             dropped_support += 1
-            continue
-        if texts[a] == texts[b]:
+        elif texts[a] == texts[b]:
             dropped_text += 1
-            continue
+        else:
+            support[(a, b)] = n
+    kept = set(support)
+    if neighbours > 0:
+        kept = strongest_partners(support, orders, neighbours)
+    pairs: list[Pair] = []
+    for a, b in sorted(kept):
         kind = "same-order" if (a, b) in same else "next-order"
-        pairs.append(Pair(ITEM_KEY + a, texts[a], ITEM_KEY + b, texts[b], kind, support))
+        pairs.append(Pair(ITEM_KEY + a, texts[a], ITEM_KEY + b, texts[b], kind, support[(a, b)]))
     queries = query_counts(searches, orders, query_window_ms)
     for (query, item), n in sorted(queries.items()):
         if query != texts[item].lower():
@@ -267,6 +299,7 @@ def build_pairs(
         "query_pairs_seen": len(queries),
         "dropped_below_min_support": dropped_support,
         "dropped_identical_text": dropped_text,
+        "dropped_weaker_than_top_neighbours": len(support) - len(kept),
         "pairs": len(pairs),
         **{f"pairs_{k}": v for k, v in sorted(Counter(p.kind for p in pairs).items())},
     }
@@ -284,6 +317,21 @@ def pairs_digest(pairs: Iterable[Pair]) -> str:
     return h.hexdigest()
 
 
+def pair_weight(support: np.ndarray) -> np.ndarray:
+    """Sampling weight of a pair: the square root of its support."""
+    return np.sqrt(np.maximum(np.asarray(support), 1).astype(np.float64))
+
+
+def key_log_frequency(pairs: list[Pair]) -> dict[str, float]:
+    """log of how often each key (item or query) turns up in a batch, up to a constant: the sum of
+    the sampling weights of the pairs that hold it. The loss's sampling-bias correction."""
+    mass: dict[str, float] = defaultdict(float)
+    for pair, w in zip(pairs, pair_weight(np.array([p.support for p in pairs])), strict=True):
+        mass[pair.anchor_key] += w
+        mass[pair.positive_key] += w
+    return {k: float(np.log(v)) for k, v in mass.items()}
+
+
 def epoch_order(support: np.ndarray, seed: int, epoch: int) -> np.ndarray:
     """A random permutation of the pairs for one epoch, pairs with more support earlier on average.
 
@@ -293,7 +341,7 @@ def epoch_order(support: np.ndarray, seed: int, epoch: int) -> np.ndarray:
     """
     rng = np.random.default_rng([seed, epoch])
     u = rng.random(len(support))
-    keys = np.log(np.maximum(u, 1e-300)) / np.sqrt(np.maximum(support, 1).astype(np.float64))
+    keys = np.log(np.maximum(u, 1e-300)) / pair_weight(support)
     return np.argsort(-keys, kind="stable")
 
 

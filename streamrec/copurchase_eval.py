@@ -12,16 +12,20 @@ The task (:func:`build_task`), from the orders of the validation slice (after th
 hold it): ``recall`` = |top-k ∩ targets| / |targets|, ``hit_rate`` = share of queries with at least
 one target in the top-k, and the same for the queries first seen inside the held-out slice
 (``new_items``). Plain numpy; the vectors come from whichever model is being measured.
+
+:func:`reference_recall` scores the same task without text, as a yardstick: each query's most
+frequent partners in the *training* orders (item-kNN by co-purchase counts) and the best sellers.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
-from streamrec.behaviour_pairs import Order
+from streamrec.behaviour_pairs import Order, same_order_counts
 
 
 @dataclass
@@ -65,6 +69,34 @@ def top_k(vectors: np.ndarray, query_rows: np.ndarray, k: int) -> np.ndarray:
     sims = vectors[query_rows] @ vectors.T
     sims[np.arange(len(query_rows)), query_rows] = -np.inf
     return np.argsort(-sims, axis=1, kind="stable")[:, :k]
+
+
+def _recall(top: dict[str, list[str]], task: RetrievalTask) -> float:
+    return float(np.mean([len(set(top[q]) & t) / len(t) for q, t in task.targets.items()]))
+
+
+def reference_recall(
+    train_orders: list[Order], task: RetrievalTask, k: int = 10
+) -> dict[str, float]:
+    """Recall@k of two text-free rankings fitted on the training orders: ``co_purchase_counts``
+    (a query's k most frequent partners before the split) and ``popularity`` (the k items in most
+    training orders, the query left out)."""
+    if not task.targets:
+        return {}
+    partners: dict[str, Counter] = {q: Counter() for q in task.targets}
+    for (a, b), n in same_order_counts(train_orders).items():
+        if a in partners:
+            partners[a][b] = n
+        if b in partners:
+            partners[b][a] = n
+    by_count = {
+        q: [i for i, _ in sorted(c.items(), key=lambda x: (-x[1], x[0]))[:k]]
+        for q, c in partners.items()
+    }
+    sold = Counter(i for order in train_orders for i in order.items)
+    best = [i for i, _ in sorted(sold.items(), key=lambda x: (-x[1], x[0]))[: k + 1]]
+    by_sales = {q: [i for i in best if i != q][:k] for q in task.targets}
+    return {"co_purchase_counts": _recall(by_count, task), "popularity": _recall(by_sales, task)}
 
 
 def recall_at_k(vectors: np.ndarray, task: RetrievalTask, k: int = 10) -> dict[str, float | int]:

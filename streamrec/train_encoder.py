@@ -55,11 +55,12 @@ from streamrec.behaviour_pairs import (
     Pair,
     build_pairs,
     collect_behaviour,
+    key_log_frequency,
     pairs_digest,
     retail_records,
     split_by_time,
 )
-from streamrec.copurchase_eval import RetrievalTask, build_task, recall_at_k
+from streamrec.copurchase_eval import RetrievalTask, build_task, recall_at_k, reference_recall
 from streamrec.topics import EVENTS_TOPIC, ITEMS_TOPIC, add_client_flags, parse_client_properties
 
 LINEAGE_VERSION = 1
@@ -148,7 +149,12 @@ def load_from_topics(
 
 
 def prepare(
-    behaviour: Behaviour, val_fraction: float, min_support: int, query_window_ms: int
+    behaviour: Behaviour,
+    val_fraction: float,
+    min_support: int,
+    neighbours: int,
+    query_window_ms: int = DEFAULT_QUERY_WINDOW_MS,
+    k: int = 10,
 ) -> tuple[list[Pair], RetrievalTask, dict[str, Any]]:
     """Training pairs, the held-out retrieval task and a summary of both."""
     if len(behaviour.orders) < 2:
@@ -159,6 +165,7 @@ def prepare(
         [s for s in behaviour.searches if s.ts < split],
         behaviour.texts,
         min_support=min_support,
+        neighbours=neighbours,
         query_window_ms=query_window_ms,
     )
     if not pairs:
@@ -179,6 +186,7 @@ def prepare(
         "skipped": dict(sorted(behaviour.skipped.items())),
         "pair_stats": pair_stats,
         "pairs_sha256": pairs_digest(pairs),
+        f"reference_recall@{k}": reference_recall(train, task, k),
     }
     return pairs, task, summary
 
@@ -255,18 +263,25 @@ def evaluate(wrapper, tokenizer, task: RetrievalTask, texts: dict[str, str], dev
     return result
 
 
-def mnr_loss(emb, anchor_idx, positive_idx, scale: float):
+def mnr_loss(emb, anchor_idx, positive_idx, scale: float, log_q=None):
     """Symmetric multiple-negatives ranking loss.
 
     ``emb``: unit rows of the batch's distinct texts; ``anchor_idx``/``positive_idx``: each pair's
     rows in it. A candidate equal to the row's own anchor or positive (another copy of the same
-    item or query in the batch) is masked out, not taken as a negative.
+    item or query in the batch) is masked out, not taken as a negative. ``log_q`` (per row of
+    ``emb``, optional): log of how often each text is sampled, subtracted from its logit as a
+    candidate (sampling-bias correction: the in-batch softmax then estimates the softmax over the
+    whole catalog instead of discounting what is bought often).
     """
     import torch
     import torch.nn.functional as F
 
     a, p = emb[anchor_idx], emb[positive_idx]
     logits = scale * (a @ p.T)  # [i, j]: anchor i against positive j
+    logits_pa = logits.T
+    if log_q is not None:
+        logits = logits - log_q[positive_idx][None, :]
+        logits_pa = logits_pa - log_q[anchor_idx][None, :]
     n = len(anchor_idx)
     eye = torch.eye(n, dtype=torch.bool, device=emb.device)
     ai, pi = anchor_idx, positive_idx
@@ -275,12 +290,23 @@ def mnr_loss(emb, anchor_idx, positive_idx, scale: float):
     target = torch.arange(n, device=emb.device)
     neg_inf = torch.finfo(logits.dtype).min
     loss_ap = F.cross_entropy(logits.masked_fill(clash_ap & ~eye, neg_inf), target)
-    loss_pa = F.cross_entropy(logits.T.masked_fill(clash_pa & ~eye, neg_inf), target)
+    loss_pa = F.cross_entropy(logits_pa.masked_fill(clash_pa & ~eye, neg_inf), target)
     return (loss_ap + loss_pa) / 2
 
 
-def train_step(wrapper, tokenizer, pairs: list[Pair], batch: np.ndarray, settings, device: str):
-    """Loss of one batch of pairs (texts encoded once each), backpropagated."""
+def train_step(
+    wrapper,
+    tokenizer,
+    pairs: list[Pair],
+    batch: np.ndarray,
+    settings,
+    device: str,
+    log_frequency: dict[str, float] | None = None,
+):
+    """Loss of one batch of pairs (texts encoded once each), backpropagated.
+
+    ``log_frequency`` (key -> log sampling frequency): apply the sampling-bias correction.
+    """
     import torch
 
     rows: dict[str, int] = {}
@@ -297,11 +323,16 @@ def train_step(wrapper, tokenizer, pairs: list[Pair], batch: np.ndarray, setting
                 texts.append(text)
             idx.append(rows[key])
     emb = wrapper(**_tokenize(tokenizer, texts, settings["max_length"], device))
+    log_q = None
+    if log_frequency is not None:
+        keys = list(rows)
+        log_q = torch.tensor([log_frequency[k] for k in keys], dtype=emb.dtype, device=device)
     loss = mnr_loss(
         emb,
         torch.tensor(a_idx, device=device),
         torch.tensor(p_idx, device=device),
         settings["scale"],
+        log_q,
     )
     loss.backward()
     return float(loss.detach())
@@ -482,7 +513,11 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
             f"{r.get('new_items_hit_rate', float('nan')):.4f} |"
         )
     rel = v.get("recall_relative_change")
+    ref = d.get(f"reference_recall@{k}") or {}
     lines += [
+        "",
+        "Without text, from the training orders alone (yardsticks): "
+        + ", ".join(f"{name.replace('_', ' ')} recall {x:.4f}" for name, x in ref.items()),
         "",
         f"Relative change of recall@{k}: "
         + (f"{rel:+.1%}" if rel is not None else "n/a (no base recall)"),
@@ -559,6 +594,7 @@ def train(
         step, losses, train_seconds = load_state(states[-1], wrapper, optimizer, scheduler)
         log(f"train-encoder: resuming at step {step} of {steps} from {states[-1]}")
     plan = BatchPlan(np.array([p.support for p in pairs]), settings["seed"], settings["batch_size"])
+    log_frequency = key_log_frequency(pairs) if settings["logq"] else None
     end = steps if stop_at is None else min(steps, stop_at)
     bar = tqdm(
         total=steps,
@@ -572,7 +608,9 @@ def train(
     t0 = time.perf_counter()
     try:
         while step < end:
-            loss = train_step(wrapper, tokenizer, pairs, plan.indices(step), settings, device)
+            loss = train_step(
+                wrapper, tokenizer, pairs, plan.indices(step), settings, device, log_frequency
+            )
             torch.nn.utils.clip_grad_norm_(wrapper.parameters(), 1.0)
             optimizer.step()
             scheduler.step()
@@ -669,6 +707,7 @@ def make_lineage(run: dict, validation: dict, losses: list[float], settings: dic
             "sha256": run["data"]["pairs_sha256"],
             **{k2: v for k2, v in run["data"]["pair_stats"].items() if k2.startswith("pairs")},
             "min_support": settings["min_support"],
+            "neighbours": settings["neighbours"],
         },
         "seed": settings["seed"],
         "validation": {
@@ -685,7 +724,8 @@ def make_lineage(run: dict, validation: dict, losses: list[float], settings: dic
             "batch_size": settings["batch_size"],
             "learning_rate": settings["lr"],
             "max_length": settings["max_length"],
-            "loss": f"symmetric multiple-negatives ranking, scale {settings['scale']}",
+            "loss": f"symmetric multiple-negatives ranking, scale {settings['scale']}"
+            + (", sampling-bias (logQ) corrected" if settings["logq"] else ""),
             "final_loss_mean_last_50": float(np.mean(losses[-50:])),
         },
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -749,6 +789,12 @@ def _parser() -> argparse.ArgumentParser:
         help="item pairs seen in fewer orders / order transitions are dropped (default 2)",
     )
     src.add_argument(
+        "--neighbours",
+        type=int,
+        default=10,
+        help="keep each item's N strongest partners by association (0: all; default 10)",
+    )
+    src.add_argument(
         "--query-window-min",
         type=float,
         default=DEFAULT_QUERY_WINDOW_MS / 60_000,
@@ -769,6 +815,12 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--warmup", type=float, default=0.1, help="warm-up share of the steps")
     m.add_argument("--weight-decay", type=float, default=0.01)
     m.add_argument("--scale", type=float, default=20.0, help="cosine scale in the loss")
+    m.add_argument(
+        "--no-logq",
+        action="store_true",
+        help="no sampling-bias correction in the loss (it is on by default: popular items are "
+        "not pushed away just for turning up in many batches)",
+    )
     m.add_argument("--max-length", type=int, default=32, help="tokens per text in training")
     m.add_argument("--k", type=int, default=10, help="recall@k in validation")
     m.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -810,7 +862,9 @@ def main(argv: list[str] | None = None) -> int:
             behaviour,
             args.val_fraction,
             args.min_support,
+            args.neighbours,
             int(args.query_window_min * 60_000),
+            args.k,
         )
         summary["load_seconds"] = round(time.perf_counter() - t0, 2)
         log(
@@ -827,9 +881,11 @@ def main(argv: list[str] | None = None) -> int:
             "warmup": args.warmup,
             "weight_decay": args.weight_decay,
             "scale": args.scale,
+            "logq": not args.no_logq,
             "max_length": args.max_length,
             "k": args.k,
             "min_support": args.min_support,
+            "neighbours": args.neighbours,
             "val_fraction": args.val_fraction,
             "save_every": args.save_every,
             "device": args.device,
