@@ -809,7 +809,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     m.add_argument("--out", type=Path, required=True, help="run folder (resumable)")
     m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--steps", type=int, default=700, help="optimizer steps (default 700)")
+    m.add_argument("--steps", type=int, default=600, help="optimizer steps (default 600)")
     m.add_argument("--batch-size", type=int, default=128, help="pairs per step (default 128)")
     m.add_argument("--lr", type=float, default=5e-5, help="peak learning rate (default 5e-5)")
     m.add_argument("--warmup", type=float, default=0.1, help="warm-up share of the steps")
