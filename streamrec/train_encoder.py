@@ -23,7 +23,8 @@ lowered by the log of how often it is sampled (logQ correction, Yi et al. 2019; 
 turns it off): without it the in-batch softmax learns association net of popularity, and what is
 bought with an item includes what is bought with everything. AdamW, linear warm-up then linear
 decay, gradients clipped at norm 1. Steps are a fixed budget (``--steps``) over batches
-drawn by :class:`streamrec.behaviour_pairs.BatchPlan` (better-attested pairs earlier).
+drawn by :class:`streamrec.behaviour_pairs.BatchPlan` (better-attested pairs earlier in each epoch,
+so the loss climbs within an epoch and drops at the next: a sawtooth, one tooth per epoch).
 
 Validation: :mod:`streamrec.copurchase_eval` (recall@k of item -> items bought with it in the
 held-out orders, exact search over the catalog), with the base model and again after training.
