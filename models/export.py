@@ -42,8 +42,10 @@ from models.manifest import (
     MANIFEST_VERSION,
     MODEL_NAME,
     VARIANTS,
+    ManifestError,
     load_valid_manifest,
     make_model_id,
+    read_lineage,
     sha256_file,
 )
 
@@ -136,6 +138,17 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9.]+", "-", text.lower()).strip("-") or "model"
 
 
+def default_name(checkpoint_dir: Path | None) -> str:
+    """The model name in the id when ``--name`` is not given: ``minilm-l6`` for the default
+    checkpoint, the ``name`` in a fine-tuned checkpoint's lineage.json, else the folder's name."""
+    if checkpoint_dir is None:
+        return DEFAULT_NAME
+    lineage = read_lineage(checkpoint_dir)
+    if lineage is not None:
+        return _slug(lineage["name"])
+    return _slug(Path(checkpoint_dir).resolve().name)
+
+
 # --------------------------------------------------------------------------- torch side
 
 
@@ -171,6 +184,20 @@ def _torch_modules():
     return PooledEncoder
 
 
+def uses_token_type_ids(model, config) -> bool:
+    return (
+        "token_type_ids" in inspect.signature(model.forward).parameters
+        and (getattr(config, "type_vocab_size", 0) or 0) > 0
+    )
+
+
+def pooled_encoder(model, config):
+    """``model`` (a transformers encoder) wrapped with the graph's pooling and normalisation:
+    ``wrapper(input_ids, attention_mask[, token_type_ids])`` -> unit rows. Fine-tuning trains
+    through this same module, so training, validation and the ONNX graph pool identically."""
+    return _torch_modules()(model, uses_token_type_ids(model, config))
+
+
 def load_pooled_model(checkpoint_dir: Path):
     """(PooledEncoder in eval mode, fast tokenizer, config, uses_token_type_ids)."""
     from transformers import AutoConfig, AutoModel, AutoTokenizer
@@ -181,12 +208,8 @@ def load_pooled_model(checkpoint_dir: Path):
         raise ExportError(f"{checkpoint_dir} has no fast tokenizer (tokenizer.json)")
     # Eager attention: traces to the MatMul/Softmax pattern ORT's optimizer fuses into Attention.
     model = AutoModel.from_pretrained(checkpoint_dir, attn_implementation="eager").float()
-    use_tt = (
-        "token_type_ids" in inspect.signature(model.forward).parameters
-        and (getattr(config, "type_vocab_size", 0) or 0) > 0
-    )
-    wrapped = _torch_modules()(model, use_tt).eval()
-    return wrapped, tokenizer, config, use_tt
+    wrapped = pooled_encoder(model, config).eval()
+    return wrapped, tokenizer, config, wrapped.use_token_type_ids
 
 
 def _input_names(use_tt: bool) -> list[str]:
@@ -527,14 +550,19 @@ def export_model(
     """
     if variant not in VARIANTS:
         raise ValueError(f"variant must be one of {VARIANTS}, not {variant!r}")
-    is_default = checkpoint_dir is None
-    checkpoint_dir = Path(checkpoint_dir) if checkpoint_dir is not None else default_checkpoint()
-    if not (checkpoint_dir / "config.json").is_file():
+    if checkpoint_dir is not None and not (Path(checkpoint_dir) / "config.json").is_file():
         raise ExportError(
             f"{checkpoint_dir} is not a Hugging Face checkpoint folder (no config.json)"
         )
-    if name is None:
-        name = DEFAULT_NAME if is_default else _slug(checkpoint_dir.name)
+    try:
+        if name is None:
+            name = default_name(checkpoint_dir)
+        checkpoint_dir = (
+            Path(checkpoint_dir) if checkpoint_dir is not None else default_checkpoint()
+        )
+        lineage = read_lineage(checkpoint_dir)
+    except ManifestError as e:
+        raise ExportError(str(e)) from e
     out_dir = Path(out_dir).resolve()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
 
@@ -608,6 +636,8 @@ def export_model(
             "name": name,
             "variant": variant,
             "source_checkpoint": str(checkpoint_dir),
+            # where a fine-tuned checkpoint came from (its lineage.json); None for others
+            "lineage": lineage,
             "source_model_type": getattr(config, "model_type", None),
             "architecture": {
                 "hidden_size": dim,
@@ -723,11 +753,22 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.WARNING if args.quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    name = args.name or (DEFAULT_NAME if args.checkpoint is None else _slug(args.checkpoint.name))
+    try:
+        name = args.name or default_name(args.checkpoint)
+        lineage = read_lineage(args.checkpoint) if args.checkpoint is not None else None
+    except ManifestError as e:
+        print(f"streamrec export-model: {e}", file=sys.stderr)
+        return 1
     out = args.out or default_out_dir(name, args.variant)
     if out.exists() and not args.force:
         cached = load_valid_manifest(out)
-        if cached is not None and cached.get("variant") == args.variant:
+        # reused only for the same variant of the same lineage (another fine-tuning run of the
+        # same base gets the same default folder: it is re-exported, not mistaken for this one)
+        if (
+            cached is not None
+            and cached.get("variant") == args.variant
+            and cached.get("lineage") == lineage
+        ):
             print(f"{out} already holds {cached['model_id']} (use --force to re-export)")
             return 0
         if cached is None and any(out.iterdir()) and not (out / MANIFEST_NAME).exists():

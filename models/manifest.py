@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 MANIFEST_NAME = "manifest.json"
+LINEAGE_NAME = "lineage.json"  # beside a fine-tuned checkpoint; copied into the manifest
 MODEL_NAME = "model.onnx"
 MANIFEST_VERSION = 1
 VARIANTS = ("fp32", "fp16", "int8")
@@ -31,6 +32,25 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 def make_model_id(name: str, variant: str, sha256: str) -> str:
     """``minilm-l6-onnx-fp32@3f2a9c1e``: the encoder, its variant and the ONNX file's sha256 prefix."""
     return f"{name}-onnx-{variant}@{sha256[:8]}"
+
+
+def read_lineage(checkpoint_dir: str | Path) -> dict[str, Any] | None:
+    """The ``lineage.json`` of a checkpoint folder (written by ``streamrec train-encoder``), or None.
+
+    It says where a fine-tuned checkpoint came from (base model, data, time range, seed,
+    validation recall, training steps); the export copies it into the manifest and names the model
+    after its ``name``. Raises ManifestError when the file exists but is not a JSON object.
+    """
+    path = Path(checkpoint_dir) / LINEAGE_NAME
+    if not path.is_file():
+        return None
+    try:
+        lineage = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise ManifestError(f"{path} is not valid JSON: {e}") from e
+    if not isinstance(lineage, dict) or not isinstance(lineage.get("name"), str):
+        raise ManifestError(f"{path} is not a lineage record (a JSON object with a name)")
+    return lineage
 
 
 def read_manifest(model_dir: str | Path) -> dict[str, Any]:

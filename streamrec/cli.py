@@ -18,6 +18,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cluster": ("streamrec.flink_cluster", "start/stop a local standalone Flink cluster"),
     "topics": ("streamrec.topics", "create the job's topics (AdminClient)"),
     "export-model": ("models.export", "export a BERT checkpoint to ONNX and validate it"),
+    "train-encoder": (
+        "streamrec.train_encoder",
+        "fine-tune the encoder on co-purchases, validated on a held-out time slice",
+    ),
     "encode-catalog": (
         "streamrec.encode_catalog",
         "embed the catalog offline into the embedding store the job bootstraps from",
