@@ -9,6 +9,7 @@ BENCHMARKS: dict[str, str] = {
     "encoder": "PyTorch eager vs the ONNX encoder variants (CPU; GPU sweep where CUDA is usable)",
     "job": "job throughput on the local mini-cluster from a real broker, variants side by side",
     "quality": "baseline recommendation quality on the Online Retail file (no Kafka, no job)",
+    "ranking": "cost of the ranking core per event, profile and world snapshot (no Flink)",
 }
 
 

@@ -11,8 +11,8 @@ bounded (see ProfileConfig). Everything runs on event time (the ``ts`` of the us
 - ``freq``: repeat frequency, TIFU-style: each order holding a purchased item adds a
   forward-decayed weight (``repeat_half_life_days``), so frequent and recent repeats rank high.
 - ``queries``: recent search queries ``(ts, text, float32 vector bytes)``.
-- ``user_id``, ``last_ts`` / ``last_event_id``: whose it is, when the session ends (``last_ts + session_gap_ms``) and which
-  event that list replaces.
+- ``user_id``, ``last_ts``, ``last_event_id``: whose it is, when the session ends
+  (``last_ts + session_gap_ms``) and which event that list replaces.
 """
 
 from __future__ import annotations
@@ -38,6 +38,24 @@ class Profile:
     freq_landmark: int | None = None
     queries: list[tuple[int, str, bytes]] = field(default_factory=list)
     events: int = 0
+
+    def __reduce__(self):
+        # pickled as the constructor and its fields: faster than a slotted dataclass's state
+        return (
+            Profile,
+            (
+                self.user_id,
+                self.last_ts,
+                self.last_event_id,
+                self.session_start,
+                self.session,
+                self.orders,
+                self.freq,
+                self.freq_landmark,
+                self.queries,
+                self.events,
+            ),
+        )
 
     def current_order(self) -> list[str]:
         """Items of the order in progress (empty once a new session has begun without items)."""
