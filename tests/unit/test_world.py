@@ -181,3 +181,16 @@ def test_world_rejects_what_it_cannot_apply():
     with pytest.raises(ValueError, match="embedding of 9 values"):
         w.add(entry("bad", np.ones(DIM + 1, dtype=np.float32), ts=T0))
     assert w.pending == 0
+
+
+def test_a_recommender_restores_a_world_of_its_own_settings_only():
+    rec = Recommender(DIM, "m", config=RankingConfig())
+    rec.world.add(entry("x", unit(1), ts=T0))
+    rec.world.advance_to(T0 + 1)
+    snap = rec.world.snapshot()
+    other = Recommender(DIM, "m", config=RankingConfig().without("content"))
+    other.restore_world(snap)  # ranking settings may differ
+    assert other.world.items.index["x"] == 0 and other.ranker.world is other.world
+    changed = RankingConfig(world=WorldConfig(co_alpha=0.9))
+    with pytest.raises(ValueError, match="other world settings"):
+        Recommender(DIM, "m", config=changed).restore_world(snap)
