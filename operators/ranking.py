@@ -8,7 +8,8 @@ time ``now`` (the world holds the updates before it):
    (``past_weight``, times ``order_decay`` per order further back).
 2. Signals, each a sparse score over items:
    - ``collab``: sum over seeds of seed weight x co-occurrence similarity (session-kNN style);
-   - ``repeat``: the user's decayed purchase frequency (profile ``freq``);
+   - ``repeat``: the user's decayed purchase frequency (profile ``freq``), and ``bought``: 1 for
+     every item in it (a feature only: with a large weight, past purchases come first);
    - ``trending``: decayed distinct recent buyers, relative to the top item's (for every
      candidate: among a user's past items it breaks ties by what is selling now);
    - ``text``: sum over seeds of seed weight x text similarity x h / (h + orders of the rarer of
@@ -41,7 +42,7 @@ from operators.user_profile import Profile
 from operators.world import World
 
 N_SIGNALS = len(SIGNALS)
-S_COLLAB, S_REPEAT, S_TRENDING, S_TEXT, S_SIMILAR, S_QUERY = range(N_SIGNALS)
+S_COLLAB, S_REPEAT, S_TRENDING, S_TEXT, S_SIMILAR, S_QUERY, S_BOUGHT = range(N_SIGNALS)
 EMPTY_I = np.zeros(0, dtype=np.int64)
 EMPTY_F = np.zeros(0, dtype=np.float64)
 
@@ -178,10 +179,14 @@ class Ranker:
             k = np.fromiter((get(it, -1) for it in p.freq), dtype=np.int64, count=n)
             freq = np.fromiter(p.freq.values(), dtype=np.float64, count=n)
             known = k >= 0
+            bought = np.sort(k[known])
             keys.append(k[known])
             vals.append(freq[known])
             sigs.append(S_REPEAT)
             present.add(S_REPEAT)
+
+        else:
+            bought = EMPTY_I
 
         masked = EMPTY_I
         if mix.mask_order:
@@ -249,6 +254,8 @@ class Ranker:
         if not keep.all():
             u, f = u[keep], f[:, keep]
 
+        if bought.size and cfg.enabled("bought"):
+            f[S_BOUGHT] = _member(u, bought)
         if cfg.enabled("trending") and u.size:  # every candidate's, against the top item's
             f[S_TRENDING] = world.trending.relative(u)
         if cfg.enabled("similar") and u.size and seeds:
@@ -313,7 +320,7 @@ class Ranker:
                 seed_of[int(k[j]), int(sig[j])] = cands.seeds[pos[j]]
         out = []
         for item, signal in zip(top_idx.tolist(), best, strict=True):
-            if signal == S_REPEAT:
+            if signal in (S_REPEAT, S_BOUGHT):
                 out.append("bought before")
             elif signal == S_COLLAB and (item, S_COLLAB) in seed_of:
                 out.append(f"bought with {items.ids[seed_of[item, S_COLLAB]]}")

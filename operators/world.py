@@ -15,8 +15,9 @@ What it holds:
 - ``items`` (operators.catalog.ItemTable): interned ids, vectors, titles, visibility.
 - ``index`` (operators.content.ContentIndex) over present items' vectors, and ``text``
   (TextNeighbours): each item's nearest items by text, maintained as items come and go.
-- ``together`` (operators.cooccurrence.CoOccurrence): items taken into the same order, and, with
-  ``cross_weight``, into a user's next order; the pairs come from a small per-user context
+- ``together`` (operators.cooccurrence.CoOccurrence): items taken into the same order (a pair
+  of lines ``d`` apart weighs ``order_distance_decay ** (d - 1)``), and, with ``cross_weight``,
+  into a user's next order; the pairs come from a small per-user context
   (current order, previous orders), bounded in time and size, erased by ``forget_user``.
 - ``trending`` (operators.trending.Trending): decayed distinct buyers per item.
 
@@ -185,15 +186,13 @@ class World:
             delta = tw - (prev or 0.0)
             if prev is None:
                 co.add_item(i, w * tw)
-            wd = w * delta
-            co.add_pairs(
-                i,
-                [
-                    (j, wd * tj)
-                    for j, tj in itertools.islice(reversed(ctx.order.items()), wc.order_context)
-                    if j != i
-                ],
-            )
+            wd, dd = w * delta, wc.order_distance_decay
+            pairs = []
+            for j, tj in itertools.islice(reversed(ctx.order.items()), wc.order_context):
+                if j != i:
+                    pairs.append((j, wd * tj))
+                    wd *= dd  # lines further apart in the order count less
+            co.add_pairs(i, pairs)
             if prev is None and wc.cross_weight > 0.0:
                 cw = w * wc.cross_weight * delta
                 for _, items in ctx.past:

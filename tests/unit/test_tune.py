@@ -21,7 +21,7 @@ from tests.unit.streams import DIM, embedder, random_records
         dataclasses.replace(
             RankingConfig(),
             event=dataclasses.replace(RankingConfig().event, collab=0.2, repeat=2.0, similar=1.0),
-            session_end=dataclasses.replace(RankingConfig().session_end, trending=1.0),
+            session_end=dataclasses.replace(RankingConfig().session_end, trending=1.0, bought=2.0),
         ),
         RankingConfig().without("repeat"),
     ],
