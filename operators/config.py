@@ -64,6 +64,7 @@ class WorldConfig:
     text_neighbours: int = 20  # text neighbours per item
     text_probe: int = 40  # neighbours searched when an item arrives
     user_ttl_days: float = 120.0  # a user's context is dropped after this long idle
+    user_max: int = 1_000_000  # user contexts kept (the least recently active go first)
     type_weights: dict[str, float] = field(default_factory=_type_weights)
 
 
