@@ -283,6 +283,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", type=Path, default=None, help="a RankingConfig JSON file")
     p.add_argument("--score-from", default=TUNE_END, help="first day of the rest (YYYY-MM-DD)")
     p.add_argument("--no-ablations", action="store_true")
+    p.add_argument(
+        "--baselines-from",
+        type=Path,
+        default=None,
+        help="reuse the baselines of an earlier report.json (same file and --score-from)",
+    )
+    p.add_argument("--baselines-only", action="store_true", help="score the baselines only")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args(argv)
     if not args.csv.exists():
@@ -308,6 +315,12 @@ def main(argv: list[str] | None = None) -> int:
         },
         "ablations": {},
     }
+    if args.baselines_only:
+        log("ranking_report: baselines")
+        report["baselines"] = score_baselines(records, score_from)
+        (out / "report.json").write_text(json.dumps(report, indent=1))
+        log(f"ranking_report: {out}")
+        return 0
     log("ranking_report: the job's lists")
     report["job"] = score_job(records, embed, config, score_from)
     if not args.no_ablations:
@@ -316,8 +329,20 @@ def main(argv: list[str] | None = None) -> int:
             report["ablations"][family] = score_job(
                 records, embed, config.without(family), score_from
             )
-    log("ranking_report: baselines")
-    report["baselines"] = score_baselines(records, score_from)
+    if args.baselines_from:
+        earlier = json.loads(args.baselines_from.read_text())
+        same = (earlier["run"]["csv"], earlier["run"]["score_from"]) == (
+            str(args.csv),
+            args.score_from,
+        )
+        if not same:
+            print("ranking_report: --baselines-from is of another file or period", file=sys.stderr)
+            return 2
+        report["baselines"] = earlier["baselines"]
+        report["run"]["baselines_from"] = str(args.baselines_from)
+    else:
+        log("ranking_report: baselines")
+        report["baselines"] = score_baselines(records, score_from)
     (out / "report.json").write_text(json.dumps(report, indent=1))
     md = markdown(report)
     (out / "report.md").write_text(md)
