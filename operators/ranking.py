@@ -33,6 +33,7 @@ candidates under other weights (:meth:`Ranker.top`) without recomputing them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -61,8 +62,7 @@ class Candidates:
     ref: int = -1  # free for tools (tuning numbers the lists it keeps)
 
 
-@dataclass(frozen=True)
-class Ranked:
+class Ranked(NamedTuple):
     item_id: str
     score: float
     reason: str
