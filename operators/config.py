@@ -73,7 +73,7 @@ class ProfileConfig:
     session_max: int = 50  # items of the current session kept
     orders_max: int = 5  # recent orders kept (their items: orders_items_max each)
     order_items_max: int = 50
-    repeat_half_life_days: float = 60.0  # decay of the repeat frequency (per order)
+    repeat_half_life_days: float = 60.0  # decay of the repeat frequency (0: orders counted)
     repeat_max: int = 200  # distinct items in the repeat frequency
     query_max: int = 3
     query_window_ms: int = DAY_MS

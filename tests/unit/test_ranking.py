@@ -215,3 +215,11 @@ def test_profile_pickles_every_field():
     apply_event(p, ev("s1", "u", "search", T0 + 1, query="mug"), cfg, 30 * MIN, unit(0, 1))
     assert all(getattr(p, f.name) not in (None, [], {}) for f in dataclasses.fields(p))
     assert pickle.loads(pickle.dumps(p)) == p
+
+
+def test_repeat_frequency_counts_orders_without_decay_when_asked():
+    cfg = ProfileConfig(repeat_half_life_days=0.0)
+    p = Profile()
+    for n, (item, order) in enumerate([("A", "o1"), ("A", "o1"), ("B", "o1"), ("A", "o2")]):
+        apply_event(p, buy(f"e{n}", "u", item, T0 + n * 60 * MIN, order), cfg, 30 * MIN)
+    assert p.freq == {"A": 2.0, "B": 1.0}
