@@ -220,6 +220,7 @@ def test_profile_pickles_every_field():
 def test_repeat_frequency_counts_orders_without_decay_when_asked():
     cfg = ProfileConfig(repeat_half_life_days=0.0)
     p = Profile()
-    for n, (item, order) in enumerate([("A", "o1"), ("A", "o1"), ("B", "o1"), ("A", "o2")]):
-        apply_event(p, buy(f"e{n}", "u", item, T0 + n * 60 * MIN, order), cfg, 30 * MIN)
-    assert p.freq == {"A": 2.0, "B": 1.0}
+    lines = [("A", "o1", 0), ("A", "o1", 1), ("B", "o1", 2), ("A", "o2", 180)]
+    for n, (item, order, minute) in enumerate(lines):
+        apply_event(p, buy(f"e{n}", "u", item, T0 + minute * MIN, order), cfg, 30 * MIN)
+    assert p.freq == {"A": 2.0, "B": 1.0}  # once per order holding it
