@@ -10,6 +10,7 @@ BENCHMARKS: dict[str, str] = {
     "job": "job throughput on the local mini-cluster from a real broker, variants side by side",
     "parse": "microseconds per record of the Kafka record parsers (events, items, dead letters)",
     "quality": "baseline recommendation quality on the Online Retail file (no Kafka, no job)",
+    "ranking": "cost of the ranking core per event, profile and world snapshot (no Flink)",
 }
 
 

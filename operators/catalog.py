@@ -1,8 +1,7 @@
 """The catalog as the world sees it: interned item ids and each item's current version.
 
-Every item the world has heard of (from the items topic, or named by an event before it was
-listed) gets a small integer, never reused, that the behaviour model and the indexes use in
-place of the id string. An item is *present* while it is in the catalog (listed and not removed)
+Every item ever listed on the items topic gets a small integer, never reused, that the
+behaviour model and the indexes use in place of the id string. An item is *present* while it is in the catalog (listed and not removed)
 and *visible* (recommendable) while present and available. Vectors are float32, L2-normalised,
 one row per interned item (zero while the item is not present).
 

@@ -12,10 +12,11 @@ The defaults are the frozen result of ``python -m streamrec.tune`` (tuned on 201
 families off for ablations; ``to_dict``/``from_dict`` round-trip a configuration through JSON.
 
 Signals: ``collab`` (co-occurrence neighbours of the seeds), ``repeat`` (the user's decayed
-purchase frequency), ``trending`` (recent distinct buyers), ``text`` (text neighbours of the
+purchase frequency), ``bought`` (1 for an item the user bought before: with a large weight,
+every past purchase ranks above every other item), ``trending`` (recent distinct buyers), ``text`` (text neighbours of the
 seeds, stronger for rare items), ``similar`` (cosine of a candidate to the seeds' mean vector),
 ``query`` (nearest items to recent search queries). Families for ablations: ``collaborative``
-= collab, ``repeat``, ``trending``, ``content`` = text + similar + query.
+= collab, ``repeat`` = repeat + bought, ``trending``, ``content`` = text + similar + query.
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ from typing import Any
 MINUTE_MS = 60 * 1000
 DAY_MS = 24 * 3600 * 1000
 
-SIGNALS = ("collab", "repeat", "trending", "text", "similar", "query")
+SIGNALS = ("collab", "repeat", "trending", "text", "similar", "query", "bought")
 FAMILIES = {
     "collaborative": ("collab",),
-    "repeat": ("repeat",),
+    "repeat": ("repeat", "bought"),
     "trending": ("trending",),
     "content": ("text", "similar", "query"),
 }
@@ -52,6 +53,7 @@ class WorldConfig:
     co_refresh: float = 0.2  # recompute an item's neighbours when its row grew by this
     co_shrink: float = 0.0  # similarity x co / (co + shrink): pairs seen in few orders count less
     order_context: int = 50  # items of the current order a new item is paired with
+    order_distance_decay: float = 1.0  # pair weight per line further apart in the order
     cross_weight: float = 0.0  # weight of pairs with the user's previous orders (0: off)
     cross_orders: int = 1  # previous orders paired with
     cross_context: int = 30  # items of those orders paired with
@@ -62,6 +64,7 @@ class WorldConfig:
     text_neighbours: int = 20  # text neighbours per item
     text_probe: int = 40  # neighbours searched when an item arrives
     user_ttl_days: float = 120.0  # a user's context is dropped after this long idle
+    user_max: int = 1_000_000  # user contexts kept (the least recently active go first)
     type_weights: dict[str, float] = field(default_factory=_type_weights)
 
 
@@ -70,7 +73,7 @@ class ProfileConfig:
     session_max: int = 50  # items of the current session kept
     orders_max: int = 5  # recent orders kept (their items: orders_items_max each)
     order_items_max: int = 50
-    repeat_half_life_days: float = 60.0  # decay of the repeat frequency (per order)
+    repeat_half_life_days: float = 60.0  # decay of the repeat frequency (0: orders counted)
     repeat_max: int = 200  # distinct items in the repeat frequency
     query_max: int = 3
     query_window_ms: int = DAY_MS
@@ -85,6 +88,7 @@ class Mix:
     text: float = 0.1
     similar: float = 0.0
     query: float = 1.0
+    bought: float = 0.0
     position_decay: float = 0.8  # seed weight per step back in the current session
     past_orders: int = 0  # previous orders whose items are seeds too
     past_weight: float = 0.3  # weight of the latest previous order's items as seeds

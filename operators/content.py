@@ -30,6 +30,29 @@ def best_first(keys: np.ndarray, sims: np.ndarray, n: int) -> tuple[np.ndarray, 
     return keys[order], sims[order]
 
 
+def pack_lists(lists: dict[int, tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Neighbour lists {key: (keys, sims)} as four flat arrays (keys as int32), for snapshots."""
+    return {
+        "ids": np.fromiter(lists.keys(), dtype=np.int32, count=len(lists)),
+        "len": np.fromiter((k.size for k, _ in lists.values()), np.int32, len(lists)),
+        "keys": np.concatenate([k for k, _ in lists.values()]).astype(np.int32)
+        if lists
+        else np.zeros(0, np.int32),
+        "sims": np.concatenate([s for _, s in lists.values()]) if lists else EMPTY_SIMS,
+    }
+
+
+def unpack_lists(packed: dict[str, np.ndarray]) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    keys = packed["keys"].astype(np.int64)
+    sims = packed["sims"].astype(np.float32)
+    out = {}
+    start = 0
+    for i, n in zip(packed["ids"].tolist(), packed["len"].tolist(), strict=True):
+        out[i] = (keys[start : start + n].copy(), sims[start : start + n].copy())
+        start += n
+    return out
+
+
 class ContentIndex:
     """Exact cosine search over unit vectors, keyed by small non-negative integers."""
 
@@ -115,19 +138,21 @@ class TextNeighbours:
         """``key`` has just been added to ``index`` (with its current vector)."""
         keys, sims = index.search(index.vector(key), self.probe, exclude=key)
         self._set(key, keys[: self.m], sims[: self.m])
+        m = self.m
         for other, sim in zip(keys.tolist(), sims.tolist(), strict=True):
             okeys, osims = self.neighbours(other)
-            # position of (sim, key) in the list: after better sims and equal sims of lower key
-            at = int(np.count_nonzero((osims > sim) | ((osims == sim) & (okeys < key))))
-            if at >= self.m:
+            # its place: after higher similarities, and after equal ones of a lower key
+            at = int(np.searchsorted(-osims, -sim, side="left"))
+            while at < okeys.size and osims[at] == sim and okeys[at] < key:
+                at += 1
+            if at >= m:
                 continue
-            okeys = np.insert(okeys, at, key)
-            osims = np.insert(osims, at, np.float32(sim))
             self._listed_by.setdefault(key, set()).add(other)
-            if okeys.size > self.m:
-                self._listed_by.get(int(okeys[-1]), set()).discard(other)
-                okeys, osims = okeys[: self.m], osims[: self.m]
-            self.lists[other] = (okeys, osims)
+            if okeys.size >= m:
+                self._listed_by.get(int(okeys[m - 1]), set()).discard(other)
+            nk = np.concatenate((okeys[:at], np.array([key], dtype=np.int64), okeys[at : m - 1]))
+            ns = np.concatenate((osims[:at], np.array([sim], dtype=np.float32), osims[at : m - 1]))
+            self.lists[other] = (nk, ns)
 
     def remove(self, key: int, index: ContentIndex) -> None:
         """``key`` has just been removed from ``index``: drop its list, refill those holding it."""
@@ -143,11 +168,11 @@ class TextNeighbours:
             self._set(other, keys, sims)
 
     def state(self) -> dict:
-        return {"m": self.m, "probe": self.probe, "lists": self.lists}
+        return {"m": self.m, "probe": self.probe, "lists": pack_lists(self.lists)}
 
     @classmethod
     def from_state(cls, s: dict) -> TextNeighbours:
         t = cls(s["m"], s["probe"])
-        for key, (keys, sims) in s["lists"].items():
+        for key, (keys, sims) in unpack_lists(s["lists"]).items():
             t._set(key, keys, sims)
         return t

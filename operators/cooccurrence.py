@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from operators.content import EMPTY_KEYS, EMPTY_SIMS, best_first
+from operators.content import EMPTY_KEYS, EMPTY_SIMS, best_first, pack_lists, unpack_lists
 from operators.forward_decay import ForwardDecay
 
 
@@ -83,22 +83,32 @@ class CoOccurrence:
         self._inc(j, i, w)
 
     def add_pairs(self, i: int, others: list[tuple[int, float]]) -> None:
-        """``i`` co-occurred with each ``j`` of ``others`` with weight ``w`` (both directions);
-        the same as ``add_pair`` for each, in that order, in one loop."""
+        """``i`` co-occurred with each ``j`` of ``others`` with weight ``w`` (both directions)."""
+        if not others:
+            return
         rows, added, base, dirty = self.rows, self._added, self._base, self._dirty
         ratio, hi = self.refresh_ratio, self.row_cap + self.row_cap // 4
+        row_i = rows.get(i)
+        if row_i is None:
+            row_i = rows[i] = {}
+        total = 0.0
         for j, w in others:
-            for a, b in ((i, j), (j, i)):
-                row = rows.get(a)
-                if row is None:
-                    row = rows[a] = {}
-                row[b] = row.get(b, 0.0) + w
-                got = added.get(a, 0.0) + w
-                added[a] = got
-                if a not in dirty and got > ratio * base.get(a, 0.0):
-                    dirty[a] = None
-                if len(row) > hi:
-                    self._prune(a, row)
+            row_i[j] = row_i.get(j, 0.0) + w
+            total += w
+            row = rows.get(j)
+            if row is None:
+                row = rows[j] = {}
+            row[i] = row.get(i, 0.0) + w
+            got = added[j] = added.get(j, 0.0) + w
+            if got > ratio * base.get(j, 0.0) and j not in dirty:
+                dirty[j] = None
+            if len(row) > hi:
+                self._prune(j, row)
+        got = added[i] = added.get(i, 0.0) + total
+        if got > ratio * base.get(i, 0.0) and i not in dirty:
+            dirty[i] = None
+        if len(row_i) > hi:
+            self._prune(i, row_i)
 
     def add_directed(self, i: int, j: int, w: float) -> None:
         """``j`` followed ``i`` (only the row of ``i`` grows)."""
@@ -157,11 +167,9 @@ class CoOccurrence:
 
     # ---- snapshot ----------------------------------------------------------------------------
     def state(self) -> dict:
-        rows = self.rows
-        lengths = np.fromiter((len(r) for r in rows.values()), dtype=np.int64, count=len(rows))
-        total = int(lengths.sum())
-        nb = self.nb
-        nb_len = np.fromiter((k.size for k, _ in nb.values()), dtype=np.int64, count=len(nb))
+        """Plain arrays (item indexes as int32) and dicts; :meth:`from_state` rebuilds exactly."""
+        rows, nb = self.rows, self.nb
+        total = sum(len(r) for r in rows.values())
         return {
             "params": (
                 self.row_cap,
@@ -171,19 +179,14 @@ class CoOccurrence:
                 self.shrink,
             ),
             "decay": self.decay.state(),
-            "row_ids": np.fromiter(rows.keys(), dtype=np.int64, count=len(rows)),
-            "row_len": lengths,
-            "row_keys": np.fromiter(
-                (j for r in rows.values() for j in r), dtype=np.int64, count=total
-            ),
+            "row_ids": np.fromiter(rows.keys(), dtype=np.int32, count=len(rows)),
+            "row_len": np.fromiter((len(r) for r in rows.values()), np.int32, len(rows)),
+            "row_keys": np.fromiter((j for r in rows.values() for j in r), np.int32, total),
             "row_vals": np.fromiter(
                 (v for r in rows.values() for v in r.values()), dtype=np.float64, count=total
             ),
             "count": self.count.copy(),
-            "nb_ids": np.fromiter(nb.keys(), dtype=np.int64, count=len(nb)),
-            "nb_len": nb_len,
-            "nb_keys": np.concatenate([k for k, _ in nb.values()]) if nb else EMPTY_KEYS,
-            "nb_sims": np.concatenate([s for _, s in nb.values()]) if nb else EMPTY_SIMS,
+            "nb": pack_lists(nb),
             "added": self._added,
             "base": self._base,
             "dirty": list(self._dirty),
@@ -200,13 +203,7 @@ class CoOccurrence:
             c.rows[i] = dict(zip(keys[start : start + n], vals[start : start + n], strict=True))
             start += n
         c.count = s["count"].copy()
-        start = 0
-        for i, n in zip(s["nb_ids"].tolist(), s["nb_len"].tolist(), strict=True):
-            c.nb[i] = (
-                s["nb_keys"][start : start + n].copy(),
-                s["nb_sims"][start : start + n].copy(),
-            )
-            start += n
+        c.nb = unpack_lists(s["nb"])
         c._added = dict(s["added"])
         c._base = dict(s["base"])
         c._dirty = dict.fromkeys(s["dirty"])

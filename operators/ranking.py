@@ -8,7 +8,8 @@ time ``now`` (the world holds the updates before it):
    (``past_weight``, times ``order_decay`` per order further back).
 2. Signals, each a sparse score over items:
    - ``collab``: sum over seeds of seed weight x co-occurrence similarity (session-kNN style);
-   - ``repeat``: the user's decayed purchase frequency (profile ``freq``);
+   - ``repeat``: the user's decayed purchase frequency (profile ``freq``), and ``bought``: 1 for
+     every item in it (a feature only: with a large weight, past purchases come first);
    - ``trending``: decayed distinct recent buyers, relative to the top item's (for every
      candidate: among a user's past items it breaks ties by what is selling now);
    - ``text``: sum over seeds of seed weight x text similarity x h / (h + orders of the rarer of
@@ -32,6 +33,7 @@ candidates under other weights (:meth:`Ranker.top`) without recomputing them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -41,7 +43,7 @@ from operators.user_profile import Profile
 from operators.world import World
 
 N_SIGNALS = len(SIGNALS)
-S_COLLAB, S_REPEAT, S_TRENDING, S_TEXT, S_SIMILAR, S_QUERY = range(N_SIGNALS)
+S_COLLAB, S_REPEAT, S_TRENDING, S_TEXT, S_SIMILAR, S_QUERY, S_BOUGHT = range(N_SIGNALS)
 EMPTY_I = np.zeros(0, dtype=np.int64)
 EMPTY_F = np.zeros(0, dtype=np.float64)
 
@@ -60,8 +62,7 @@ class Candidates:
     ref: int = -1  # free for tools (tuning numbers the lists it keeps)
 
 
-@dataclass(frozen=True)
-class Ranked:
+class Ranked(NamedTuple):
     item_id: str
     score: float
     reason: str
@@ -138,6 +139,7 @@ class Ranker:
         keys: list[np.ndarray] = []  # per part: items, values, signal
         vals: list[np.ndarray] = []
         sigs: list[int] = []
+        present: set[int] = set()  # signals with candidates
 
         # collab and text: neighbour lists of the seeds
         entries = (EMPTY_I, EMPTY_F, EMPTY_I, EMPTY_I)
@@ -166,6 +168,7 @@ class Ranker:
             if ek:
                 sig = np.repeat(np.array(es, dtype=np.int64), [a.size for a in ek])
                 entries = (np.concatenate(ek), np.concatenate(ev), sig, np.concatenate(ep))
+                present.update(es)
                 keys.append(entries[0])
                 vals.append(entries[1])
                 sigs.append(-1)  # signals given per entry
@@ -174,24 +177,30 @@ class Ranker:
             get = items.index.get
             n = len(p.freq)
             k = np.fromiter((get(it, -1) for it in p.freq), dtype=np.int64, count=n)
-            f = np.fromiter(p.freq.values(), dtype=np.float64, count=n)
+            freq = np.fromiter(p.freq.values(), dtype=np.float64, count=n)
             known = k >= 0
+            bought = np.sort(k[known])
             keys.append(k[known])
-            vals.append(f[known])
+            vals.append(freq[known])
             sigs.append(S_REPEAT)
+            present.add(S_REPEAT)
+
+        else:
+            bought = EMPTY_I
 
         masked = EMPTY_I
         if mix.mask_order:
             order = p.current_order()
             if order:
                 index = items.index
-                masked = np.unique(np.fromiter((index.get(it, -1) for it in order), np.int64))
+                masked = np.array(sorted({index.get(it, -1) for it in order}), dtype=np.int64)
 
         if cfg.enabled("trending"):
             k, s = world.trending.top_items(items.visible, cfg.candidates + masked.size)
             keys.append(k)
             vals.append(s)
             sigs.append(S_TRENDING)
+            present.add(S_TRENDING)
 
         queries: list[tuple[str, np.ndarray, float]] = []
         if cfg.enabled("query") and p.queries:
@@ -205,6 +214,7 @@ class Ranker:
                 keys.append(k)
                 vals.append(np.maximum(s.astype(np.float64), 0.0) * w)
                 sigs.append(S_QUERY)
+                present.add(S_QUERY)
                 queries.append((q, vec, w))
 
         if not keys:
@@ -215,34 +225,46 @@ class Ranker:
         if entries[0].size:
             sig[: entries[0].size] = entries[2]
 
-        # one aggregation for every signal: features[item, signal] = sum of values
+        # one aggregation for every signal: f[signal, item] = sum of values (rows contiguous)
         u, inv = np.unique(k, return_inverse=True)
-        feats = np.bincount(inv * N_SIGNALS + sig, weights=v, minlength=u.size * N_SIGNALS)
-        feats = feats.astype(np.float64, copy=False).reshape(u.size, N_SIGNALS)
+        m = u.size
+        f = np.bincount(sig * m + inv, weights=v, minlength=N_SIGNALS * m)
+        f = f.astype(np.float64, copy=False).reshape(N_SIGNALS, m)
         ok = items.visible[u]
         if masked.size:
             ok &= ~_member(u, masked)
-        u, feats = u[ok], feats[ok]
-        mx = feats.max(axis=0) if u.size else np.zeros(N_SIGNALS)
-        feats /= np.where(mx > 0, mx, 1.0)
+        u, f = u[ok], f[:, ok]
+        m = u.size
 
-        # the union of each signal's top N
+        # each signal divided by its maximum; the union of each signal's top N
         n_top = cfg.candidates
-        if u.size > n_top:
-            nz = np.count_nonzero(feats, axis=0)
-            cut = np.partition(feats, u.size - n_top, axis=0)[u.size - n_top]
-            thr = np.where(nz > n_top, cut, np.finfo(np.float64).tiny)
-            keep = ((feats >= thr) & (feats > 0)).any(axis=1)
-            u, feats = u[keep], feats[keep]
+        keep = np.zeros(m, dtype=bool)
+        for signal in sorted(present):
+            row = f[signal]
+            mx = row.max() if m else 0.0
+            if mx <= 0:
+                continue
+            row /= mx
+            nz = np.flatnonzero(row > 0)
+            if nz.size > n_top:
+                pos = row[nz]
+                keep[nz[pos >= np.partition(pos, nz.size - n_top)[nz.size - n_top]]] = True
+            else:
+                keep[nz] = True
+        if not keep.all():
+            u, f = u[keep], f[:, keep]
 
+        if bought.size and cfg.enabled("bought"):
+            f[S_BOUGHT] = _member(u, bought)
         if cfg.enabled("trending") and u.size:  # every candidate's, against the top item's
-            feats[:, S_TRENDING] = world.trending.relative(u)
+            f[S_TRENDING] = world.trending.relative(u)
         if cfg.enabled("similar") and u.size and seeds:
             vecs = items.vectors
             user = seed_wa @ vecs[seeds]
             norm = float(np.linalg.norm(user))
             if norm > 0:
-                feats[:, S_SIMILAR] = np.maximum(vecs[u] @ (user / norm), 0.0)
+                f[S_SIMILAR] = np.maximum(vecs[u] @ (user / norm), 0.0)
+        feats = f.T  # [candidates, signals]
         return Candidates(trigger, u, feats, seeds, entries, queries)
 
     # ---- ranking -----------------------------------------------------------------------------
@@ -298,7 +320,7 @@ class Ranker:
                 seed_of[int(k[j]), int(sig[j])] = cands.seeds[pos[j]]
         out = []
         for item, signal in zip(top_idx.tolist(), best, strict=True):
-            if signal == S_REPEAT:
+            if signal in (S_REPEAT, S_BOUGHT):
                 out.append("bought before")
             elif signal == S_COLLAB and (item, S_COLLAB) in seed_of:
                 out.append(f"bought with {items.ids[seed_of[item, S_COLLAB]]}")

@@ -95,8 +95,18 @@ class Recommender:
         self.ranker = Ranker(self.world, self.config, top_k)
 
     def restore_world(self, snapshot: bytes) -> None:
-        """Replace the world with a restored snapshot (see World.snapshot)."""
-        self.world = World.restore(snapshot)
+        """Replace the world with a restored snapshot (see World.snapshot). The snapshot's world
+        settings must be this recommender's (the mixes may differ: they only rank)."""
+        world = World.restore(snapshot)
+        if (world.config.world, world.config.session_gap_ms) != (
+            self.config.world,
+            self.config.session_gap_ms,
+        ):
+            raise ValueError(
+                "the world snapshot was taken with other world settings than this job's "
+                f"({world.config.world} / gap {world.config.session_gap_ms} ms)"
+            )
+        self.world = world
         self.ranker = Ranker(self.world, self.config, self.top_k)
 
     def update(

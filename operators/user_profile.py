@@ -9,10 +9,11 @@ bounded (see ProfileConfig). Everything runs on event time (the ``ts`` of the us
   An order is the items of one ``session_id`` within one session (a session's items when events
   carry no ``session_id``).
 - ``freq``: repeat frequency, TIFU-style: each order holding a purchased item adds a
-  forward-decayed weight (``repeat_half_life_days``), so frequent and recent repeats rank high.
+  forward-decayed weight (``repeat_half_life_days``; 0: no decay, the number of orders), so
+  frequent (and recent) repeats rank high.
 - ``queries``: recent search queries ``(ts, text, float32 vector bytes)``.
-- ``user_id``, ``last_ts`` / ``last_event_id``: whose it is, when the session ends (``last_ts + session_gap_ms``) and which
-  event that list replaces.
+- ``user_id``, ``last_ts``, ``last_event_id``: whose it is, when the session ends
+  (``last_ts + session_gap_ms``) and which event that list replaces.
 """
 
 from __future__ import annotations
@@ -38,6 +39,24 @@ class Profile:
     freq_landmark: int | None = None
     queries: list[tuple[int, str, bytes]] = field(default_factory=list)
     events: int = 0
+
+    def __reduce__(self):
+        # pickled as the constructor and its fields: faster than a slotted dataclass's state
+        return (
+            Profile,
+            (
+                self.user_id,
+                self.last_ts,
+                self.last_event_id,
+                self.session_start,
+                self.session,
+                self.orders,
+                self.freq,
+                self.freq_landmark,
+                self.queries,
+                self.events,
+            ),
+        )
 
     def current_order(self) -> list[str]:
         """Items of the order in progress (empty once a new session has begun without items)."""
@@ -113,6 +132,17 @@ def apply_event(
 
 def _add_freq(p: Profile, item: str, ts: int, cfg: ProfileConfig) -> None:
     half_life = cfg.repeat_half_life_days * DAY_MS
+    if half_life <= 0:  # no decay: the number of orders
+        p.freq[item] = p.freq.get(item, 0.0) + 1.0
+    else:
+        _add_decayed(p, item, ts, half_life)
+    if len(p.freq) > cfg.repeat_max:  # drop the weakest tenth (ties: item id)
+        drop = sorted(p.freq, key=lambda k: (p.freq[k], k))[: max(1, cfg.repeat_max // 10)]
+        for k in drop:
+            del p.freq[k]
+
+
+def _add_decayed(p: Profile, item: str, ts: int, half_life: float) -> None:
     if p.freq_landmark is None:
         p.freq_landmark = ts
     elif (ts - p.freq_landmark) / half_life > MAX_EXPONENT:
@@ -120,7 +150,3 @@ def _add_freq(p: Profile, item: str, ts: int, cfg: ProfileConfig) -> None:
         p.freq = {k: v * factor for k, v in p.freq.items()}
         p.freq_landmark = ts
     p.freq[item] = p.freq.get(item, 0.0) + 2.0 ** ((ts - p.freq_landmark) / half_life)
-    if len(p.freq) > cfg.repeat_max:  # drop the weakest tenth (ties: item id)
-        drop = sorted(p.freq, key=lambda k: (p.freq[k], k))[: max(1, cfg.repeat_max // 10)]
-        for k in drop:
-            del p.freq[k]

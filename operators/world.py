@@ -15,8 +15,13 @@ What it holds:
 - ``items`` (operators.catalog.ItemTable): interned ids, vectors, titles, visibility.
 - ``index`` (operators.content.ContentIndex) over present items' vectors, and ``text``
   (TextNeighbours): each item's nearest items by text, maintained as items come and go.
-- ``together`` (operators.cooccurrence.CoOccurrence): items taken into the same order, and, with
-  ``cross_weight``, into a user's next order; the pairs come from a small per-user context
+Events count for the behaviour model only when their item is in the catalog at their time (so
+memory is bounded by the catalog, not by whatever ids events name; a user's profile still keeps
+such items, and the contract's "filled in once the item arrives" holds for the profile).
+
+- ``together`` (operators.cooccurrence.CoOccurrence): items taken into the same order (a pair
+  of lines ``d`` apart weighs ``order_distance_decay ** (d - 1)``), and, with ``cross_weight``,
+  into a user's next order; the pairs come from a small per-user context
   (current order, previous orders), bounded in time and size, erased by ``forget_user``.
 - ``trending`` (operators.trending.Trending): decayed distinct buyers per item.
 
@@ -168,8 +173,9 @@ class World:
         tw = wc.type_weights.get(ev.type, 0.0)
         if ev.item_id is None or tw <= 0.0:
             return
-        i = self.items.intern(ev.item_id)
-        self.together.ensure(len(self.items))
+        i = self.items.index.get(ev.item_id)
+        if i is None or not self.items.is_present(i):
+            return  # not in the catalog (yet, or any more): the world learns catalog items only
         ctx = self.users.pop(ev.user_id, None)
         if ctx is None:
             ctx = UserContext(ev.ts, ev.session_id)
@@ -185,15 +191,13 @@ class World:
             delta = tw - (prev or 0.0)
             if prev is None:
                 co.add_item(i, w * tw)
-            wd = w * delta
-            co.add_pairs(
-                i,
-                [
-                    (j, wd * tj)
-                    for j, tj in itertools.islice(reversed(ctx.order.items()), wc.order_context)
-                    if j != i
-                ],
-            )
+            wd, dd = w * delta, wc.order_distance_decay
+            pairs = []
+            for j, tj in itertools.islice(reversed(ctx.order.items()), wc.order_context):
+                if j != i:
+                    pairs.append((j, wd * tj))
+                    wd *= dd  # lines further apart in the order count less
+            co.add_pairs(i, pairs)
             if prev is None and wc.cross_weight > 0.0:
                 cw = w * wc.cross_weight * delta
                 for _, items in ctx.past:
@@ -221,11 +225,14 @@ class World:
         ctx.order_key = ev.session_id
 
     def _expire_users(self) -> None:
-        lo = self.bound - self.config.world.user_ttl_days * DAY_MS
+        """Drop the contexts of users idle longer than the ttl, and the least recently active
+        beyond ``user_max``."""
+        wc = self.config.world
+        lo = self.bound - wc.user_ttl_days * DAY_MS
         users = self.users
         while users:
             first = next(iter(users))
-            if users[first].last_ts >= lo:
+            if users[first].last_ts >= lo and len(users) <= wc.user_max:
                 break
             del users[first]
 

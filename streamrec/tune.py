@@ -12,7 +12,8 @@ from 2011-03-01) and on the whole file.
 Method (deterministic, no random draws):
 
 1. Structural settings (decays, normalisation, seeds: things that change the candidates) are
-   searched one at a time over ``SPACE``, in order, a few passes (coordinate search). Each
+   searched one at a time over ``SPACE``, in order, from ``START`` (hand-set values), two
+   passes (coordinate search; the second tries the neighbours of each chosen value). Each
    trial runs the job's semantics (streamrec.simulate) over the split once and records, for
    every purchase, the candidate features of the list in force (:class:`Dataset`).
 2. For each trial the two mixes' weights are fitted on those features by coordinate descent
@@ -49,21 +50,47 @@ TUNE_END = "2011-03-01"  # exclusive: nothing from here on is read while tuning
 K = 10
 FRESH_MS = 7 * 24 * 3600 * 1000
 
-# structural settings, searched one at a time in this order (value lists include the default)
+# where the search starts: hand-set values before any tuning (RankingConfig's fields not named
+# here keep their defaults, which are the frozen result of this search)
+START: dict[str, Any] = {
+    "world": {
+        "co_half_life_days": 90.0,
+        "co_neighbours": 40,
+        "co_alpha": 0.5,
+        "co_shrink": 0.0,
+        "order_distance_decay": 1.0,
+        "cross_weight": 0.0,
+        "trending_half_life_days": 7.0,
+        "trending_dedup_days": 7.0,
+    },
+    "profile": {"repeat_half_life_days": 60.0},
+    "event": {
+        "collab": 1.0, "repeat": 0.5, "trending": 0.05, "text": 0.1, "similar": 0.0,
+        "query": 1.0, "bought": 0.0, "position_decay": 0.8, "past_orders": 0, "max_seeds": 20,
+        "text_rarity": 10.0,
+    },
+    "session_end": {
+        "collab": 0.3, "repeat": 1.0, "trending": 0.1, "text": 0.05, "similar": 0.0,
+        "query": 1.0, "bought": 0.0, "position_decay": 1.0, "past_orders": 2, "max_seeds": 20,
+        "text_rarity": 10.0,
+    },
+}  # fmt: skip
+
+# structural settings, searched one at a time in this order; the first pass tries every value,
+# later passes the values next to the current one
 SPACE: list[tuple[str, list[Any]]] = [
-    ("world.co_alpha", [0.3, 0.5, 0.7, 0.9]),
-    ("world.co_shrink", [0.0, 0.5, 2.0]),
-    ("event.position_decay", [0.6, 0.8, 0.9, 1.0]),
-    ("world.co_half_life_days", [30.0, 90.0, 365.0]),
-    ("world.co_neighbours", [20, 40, 80]),
-    ("event.past_orders", [0, 1]),
-    ("session_end.past_orders", [0, 2]),
-    ("profile.repeat_half_life_days", [30.0, 60.0, 180.0, 1000.0]),
-    ("world.trending_half_life_days", [2.0, 7.0, 14.0]),
+    ("event.position_decay", [0.15, 0.3, 0.45, 0.6, 0.8]),
+    ("world.order_distance_decay", [0.4, 0.6, 0.8, 1.0]),
+    ("world.co_alpha", [0.5, 0.6, 0.7, 0.8]),
+    ("world.co_shrink", [0.0, 2.0, 5.0]),
+    ("world.co_neighbours", [40, 80]),
+    ("event.max_seeds", [5, 10, 20]),
+    ("profile.repeat_half_life_days", [60.0, 180.0, 1000.0]),
+    ("world.trending_half_life_days", [1.0, 2.0, 7.0]),
     ("world.trending_dedup_days", [0.0, 7.0]),
+    ("session_end.past_orders", [0, 2]),
     ("world.cross_weight", [0.0, 0.3]),
     ("event.text_rarity", [3.0, 10.0, 30.0]),
-    ("event.max_seeds", [10, 20, 40]),
 ]
 WEIGHT_GRID = [0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0, 1.5, 2.0, 3.0, 5.0]
 
@@ -310,25 +337,30 @@ def baseline_bars(records: list[Record]) -> tuple[float, float, dict]:
     return ev, bk, res
 
 
+def start_config() -> RankingConfig:
+    return RankingConfig.from_dict(START)
+
+
 def tune(
     records: list[Record],
     embed: Embed,
     start: RankingConfig | None = None,
-    passes: int = 1,
+    passes: int = 2,
     log=print,
 ) -> tuple[RankingConfig, dict]:
-    config = start or RankingConfig()
+    """Coordinate search from ``start`` (default START) over SPACE; returns the best config."""
+    config = start or start_config()
     bars = baseline_bars(records)
     base = (bars[0], bars[1])
     log(f"best baselines on the split: event {base[0]:.4f}, basket {base[1]:.4f}")
     trials: dict[str, tuple[float, RankingConfig, dict]] = {}
 
-    def trial(cfg: RankingConfig) -> tuple[float, RankingConfig, dict]:
-        key = cfg.to_json()
+    def trial(cfg: RankingConfig, sweeps: int = 2) -> tuple[float, RankingConfig, dict]:
+        key = f"{cfg.to_json()}/{sweeps}"
         if key not in trials:
             t0 = time.perf_counter()
             ds = collect(records, embed, cfg)
-            fitted, j, s = optimise_weights(ds, cfg, base)
+            fitted, j, s = optimise_weights(ds, cfg, base, sweeps=sweeps)
             trials[key] = (j, fitted, s)
             log(
                 f"  J {j:.4f} event {s['event']:.4f} basket {s['basket']:.4f} "
@@ -342,6 +374,9 @@ def tune(
         changed = False
         for path, values in SPACE:
             current = get_setting(config, path)
+            if n > 0 and current in values:  # later passes: the neighbours of the current value
+                at = values.index(current)
+                values = values[max(0, at - 1) : at + 2]
             for value in values:
                 if value == current:
                     continue
@@ -353,10 +388,13 @@ def tune(
                     log(f"  -> kept {path} = {value}")
         if not changed:
             break
+    log("final weights (more sweeps)")
+    best_j, config, best_s = trial(config, sweeps=4)
     return config, {
         "objective": best_j,
         "split": best_s,
         "baselines": {"event": base[0], "basket": base[1]},
+        "trials": len(trials),
     }
 
 
@@ -369,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = argparse.ArgumentParser(prog="python -m streamrec.tune", description=__doc__.split("\n")[0])
     p.add_argument("--csv", type=Path, default=paths.shared_data_file())
-    p.add_argument("--passes", type=int, default=1)
+    p.add_argument("--passes", type=int, default=2)
     p.add_argument("--out", type=Path, default=None, help="write the tuned config JSON here")
     args = p.parse_args(argv)
     threadpool_limits(1, user_api="blas")

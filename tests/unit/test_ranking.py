@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import pickle
 
 import numpy as np
 import pytest
@@ -205,3 +206,21 @@ def test_profile_is_bounded():
     assert all(len(items) <= 4 for _, _, items in p.orders)
     assert len(p.freq) <= 10 and len(p.queries) <= 2
     assert p.user_id == "u" and p.last_event_id == "s299"
+
+
+def test_profile_pickles_every_field():
+    p = Profile()
+    cfg = ProfileConfig()
+    apply_event(p, buy("e1", "u", "MUG", T0, "o1"), cfg, 30 * MIN)
+    apply_event(p, ev("s1", "u", "search", T0 + 1, query="mug"), cfg, 30 * MIN, unit(0, 1))
+    assert all(getattr(p, f.name) not in (None, [], {}) for f in dataclasses.fields(p))
+    assert pickle.loads(pickle.dumps(p)) == p
+
+
+def test_repeat_frequency_counts_orders_without_decay_when_asked():
+    cfg = ProfileConfig(repeat_half_life_days=0.0)
+    p = Profile()
+    lines = [("A", "o1", 0), ("A", "o1", 1), ("B", "o1", 2), ("A", "o2", 180)]
+    for n, (item, order, minute) in enumerate(lines):
+        apply_event(p, buy(f"e{n}", "u", item, T0 + minute * MIN, order), cfg, 30 * MIN)
+    assert p.freq == {"A": 2.0, "B": 1.0}  # once per order holding it

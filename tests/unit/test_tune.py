@@ -21,7 +21,7 @@ from tests.unit.streams import DIM, embedder, random_records
         dataclasses.replace(
             RankingConfig(),
             event=dataclasses.replace(RankingConfig().event, collab=0.2, repeat=2.0, similar=1.0),
-            session_end=dataclasses.replace(RankingConfig().session_end, trending=1.0),
+            session_end=dataclasses.replace(RankingConfig().session_end, trending=1.0, bought=2.0),
         ),
         RankingConfig().without("repeat"),
     ],
@@ -54,3 +54,9 @@ def test_settings_paths_reach_the_config():
     for path, values in tune.SPACE:
         assert tune.get_setting(RankingConfig(), path) is not None
         assert all(type(v) is type(tune.get_setting(RankingConfig(), path)) for v in values)
+
+
+def test_the_search_starts_from_valid_hand_set_values():
+    start = tune.start_config()
+    assert start.event.position_decay == 0.8 and start.event.bought == 0.0
+    assert start != RankingConfig()  # the defaults are the search's result, not its start

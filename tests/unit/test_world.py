@@ -181,3 +181,35 @@ def test_world_rejects_what_it_cannot_apply():
     with pytest.raises(ValueError, match="embedding of 9 values"):
         w.add(entry("bad", np.ones(DIM + 1, dtype=np.float32), ts=T0))
     assert w.pending == 0
+
+
+def test_a_recommender_restores_a_world_of_its_own_settings_only():
+    rec = Recommender(DIM, "m", config=RankingConfig())
+    rec.world.add(entry("x", unit(1), ts=T0))
+    rec.world.advance_to(T0 + 1)
+    snap = rec.world.snapshot()
+    other = Recommender(DIM, "m", config=RankingConfig().without("content"))
+    other.restore_world(snap)  # ranking settings may differ
+    assert other.world.items.index["x"] == 0 and other.ranker.world is other.world
+    changed = RankingConfig(world=WorldConfig(co_alpha=0.9))
+    with pytest.raises(ValueError, match="other world settings"):
+        Recommender(DIM, "m", config=changed).restore_world(snap)
+
+
+def test_events_naming_unlisted_items_do_not_grow_the_world():
+    w = world_of([entry("x", unit(1), ts=T0)])
+    for n in range(50):
+        w.add(buy(f"e{n}", f"u{n % 3}", f"ghost{n}", T0 + 10, f"o{n % 3}"))
+    w.add(buy("ex", "u0", "x", T0 + 10, "o0"))
+    w.advance_to(T0 + 11)
+    assert len(w.items) == 1 and w.together.rows == {}
+    assert w.trending.top == [w.items.index["x"]]
+
+
+def test_user_contexts_are_capped():
+    w = World(DIM, RankingConfig(world=WorldConfig(user_max=5)))
+    w.add(entry("x", unit(1), ts=T0))
+    for n in range(20):
+        w.add(buy(f"e{n}", f"u{n}", "x", T0 + n + 1))
+    w.advance_to(T0 + 100)
+    assert list(w.users) == [f"u{n}" for n in range(15, 20)]
