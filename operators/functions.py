@@ -7,6 +7,8 @@ Records arrive keyed and timed by the JVM (io.streamrec.flink.KeyedRecords):
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
 import time
 
@@ -146,9 +148,18 @@ class EncodeItems(KeyedProcessFunction):
     def open(self, runtime_context: RuntimeContext):
         from models.encoder import Encoder
 
-        self.encoder = Encoder(
-            self.model_dir, provider=self.provider, batch_size=self.policy.max_size
-        )
+        self._task = task_label(runtime_context, "encode-items")
+        self.refused = None
+        try:
+            self.encoder = Encoder(
+                self.model_dir, provider=self.provider, batch_size=self.policy.max_size
+            )
+        except (OSError, RuntimeError, ValueError) as e:  # ManifestError: a changed model file
+            # every item becomes a dead letter; failing would restart the task into the same
+            # error, forever
+            self.refused = f"cannot load the model in {self.model_dir}: {e}"
+            log.error("%s refuses to embed: %s", self._task, self.refused)
+            return
         self.encoder.warmup()
         if self.store_path:  # read-only: every task (and a writer) may have it open at once
             from models.embedding_store import EmbeddingStore
@@ -165,7 +176,6 @@ class EncodeItems(KeyedProcessFunction):
         self.cache_hits = group.counter(m.ENCODER_CACHE_HITS)
         self.store_hits = group.counter(m.EMBEDDING_STORE_HITS)
         self._hits = (0, 0)
-        self._task = task_label(runtime_context, "encode-items")
         self._sizes: list[int] = []
         log.info(
             "%s: encoder %s on %s (batches of up to %d, %d ms budget, embedding store %s)",
@@ -182,13 +192,18 @@ class EncodeItems(KeyedProcessFunction):
         item = value[1]
         return None if isinstance(item, ItemRemoved) else item.text()
 
-    @staticmethod
-    def _row(value, vector) -> Row:
+    def _row(self, value, vector) -> Row:
         update_id, item = value
         update = item if vector is None else catalog_entry(item, vector)
-        return Row("item", update_id, encode_item_update(update))
+        return Row("item", update_id, encode_item_update(update, self.encoder.model_id))
 
     def process_element(self, value, ctx):
+        if self.refused is not None:
+            topic, partition, offset = value[0].rsplit("/", 2)
+            raw = json.dumps(dataclasses.asdict(value[1]), ensure_ascii=False)
+            dl = DeadLetter(self.refused, topic, int(partition), int(offset), raw, "model_mismatch")
+            yield DLQ_TAG, dead_letter_row(dl)
+            return
         waiting = self.waiting.value() or []
         if not waiting and self._text(value) is None:
             yield self._row(value, None)  # nothing to encode, nothing ahead of it: pass through
@@ -234,7 +249,7 @@ class EncodeItems(KeyedProcessFunction):
     def close(self):
         if getattr(self, "_sizes", None):
             log.info("%s: encoder batches %s", self._task, batch_size_summary(self._sizes))
-        store = self.encoder and self.encoder.store
+        store = self.encoder is not None and self.encoder.store
         if store is not None:
             log.info("%s: %s", self._task, self.encoder.stats.as_dict())
             store.close()
