@@ -473,16 +473,36 @@ def run_until_stopped(env: StreamExecutionEnvironment, cfg: JobConfig) -> int:
         result.result()  # raises when the job failed
         return 0
     log.info("stopping with a savepoint in %s ...", cfg.resolved_savepoint_dir())
-    jvm = get_gateway().jvm
-    path = client._j_job_client.stopWithSavepoint(
-        False,
-        cfg.resolved_savepoint_dir(),
-        jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL,
-    ).get()
+    path = _stop_with_savepoint(client, cfg.resolved_savepoint_dir())
+    if path is None:
+        client.cancel().result()
+        print("stopped without a savepoint (cancelled; its last checkpoint is kept)", flush=True)
+        return 1
     write_state_info(path, manifest)
     print(f"savepoint: {path}", flush=True)
     log.info("stopped; resume with --from-savepoint %s", path)
     return 0
+
+
+def _stop_with_savepoint(client, directory: str, attempts: int = 6) -> str | None:
+    """JobClient.stopWithSavepoint (PyFlink has no Python call for it): the savepoint's path,
+    or None when no savepoint could be taken (retried while the job's tasks are still being
+    deployed or restarted, which a savepoint needs running)."""
+    from py4j.protocol import Py4JJavaError
+
+    jvm = get_gateway().jvm
+    for attempt in range(attempts):
+        try:
+            return client._j_job_client.stopWithSavepoint(
+                False, directory, jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL
+            ).get()
+        except Py4JJavaError as e:
+            cause = e.java_exception
+            while cause.getCause() is not None:
+                cause = cause.getCause()
+            log.warning("no savepoint (attempt %d): %s", attempt + 1, cause.getMessage())
+            time.sleep(5)
+    return None
 
 
 def _submitted_by_flink_cli() -> bool:

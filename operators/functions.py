@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import threading
 import time
 
 from pyflink.common import Row
@@ -73,14 +74,35 @@ def task_label(runtime_context: RuntimeContext, fallback: str) -> str:
         return fallback
 
 
+def subtask_index(runtime_context: RuntimeContext) -> int:
+    """This task's index (0-based); PyFlink 2.2's thread mode lacks the call (Flink 2 moved it
+    to the task info), so the task info is asked there."""
+    try:
+        return runtime_context.get_index_of_this_subtask()
+    except Exception:  # noqa: BLE001 - pemja raises its own exception type
+        try:
+            return runtime_context._runtime_context.getTaskInfo().getIndexOfThisSubtask()
+        except Exception:  # noqa: BLE001
+            return 0
+
+
+# In thread mode every Python operator of a TaskManager opens in one interpreter, concurrently.
+# threadpoolctl walks the loaded libraries (dl_iterate_phdr, holding the dynamic loader's lock)
+# with a Python callback (which needs the GIL), while importing a native module (onnxruntime)
+# holds the GIL and waits for the loader's lock: the two opens deadlocked, and the job stayed
+# INITIALIZING forever (seen on the mini-cluster). Native set-up happens under this lock.
+NATIVE_SETUP = threading.Lock()
+
+
 def limit_blas_threads(threads: int) -> None:
     """BLAS threads of this Python worker (0: leave the library's default). Flink scales by
     slots, and OpenBLAS's threaded sgemv on a catalog-sized matrix was measured ~15x slower
     than one thread on a 2-core machine (3-4 ms vs 0.25 ms for 3,600 x 384)."""
     if threads > 0:
-        from threadpoolctl import threadpool_limits
+        with NATIVE_SETUP:
+            from threadpoolctl import threadpool_limits
 
-        threadpool_limits(threads, user_api="blas")
+            threadpool_limits(threads, user_api="blas")
 
 
 class ParseItems(ProcessFunction):
@@ -146,27 +168,29 @@ class EncodeItems(KeyedProcessFunction):
         self.batch_sizes = None
 
     def open(self, runtime_context: RuntimeContext):
-        from models.encoder import Encoder
+        with NATIVE_SETUP:
+            from models.encoder import Encoder
 
         self._task = task_label(runtime_context, "encode-items")
         self.refused = None
-        try:
-            self.encoder = Encoder(
-                self.model_dir, provider=self.provider, batch_size=self.policy.max_size
-            )
-        except (OSError, RuntimeError, ValueError) as e:  # ManifestError: a changed model file
-            # every item becomes a dead letter; failing would restart the task into the same
-            # error, forever
-            self.refused = f"cannot load the model in {self.model_dir}: {e}"
-            log.error("%s refuses to embed: %s", self._task, self.refused)
-            return
-        self.encoder.warmup()
-        if self.store_path:  # read-only: every task (and a writer) may have it open at once
-            from models.embedding_store import EmbeddingStore
+        with NATIVE_SETUP:
+            try:
+                self.encoder = Encoder(
+                    self.model_dir, provider=self.provider, batch_size=self.policy.max_size
+                )
+            except (OSError, RuntimeError, ValueError) as e:  # ManifestError: a changed file
+                # every item becomes a dead letter; failing would restart the task into the
+                # same error, forever
+                self.refused = f"cannot load the model in {self.model_dir}: {e}"
+                log.error("%s refuses to embed: %s", self._task, self.refused)
+                return
+            self.encoder.warmup()
+            if self.store_path:  # read-only: every task (and a writer) may have it open at once
+                from models.embedding_store import EmbeddingStore
 
-            self.encoder.attach_store(
-                EmbeddingStore(self.store_path, self.encoder.model_id, self.encoder.dim)
-            )
+                self.encoder.attach_store(
+                    EmbeddingStore(self.store_path, self.encoder.model_id, self.encoder.dim)
+                )
         self.waiting = runtime_context.get_state(
             ValueStateDescriptor("waiting", Types.PICKLED_BYTE_ARRAY())
         )

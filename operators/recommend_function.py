@@ -35,7 +35,13 @@ from pyflink.datastream.state import (
 from operators import metrics as m
 from operators.config import RankingConfig
 from operators.events import DeadLetter, Event, parse_event, raw_text
-from operators.functions import DLQ_TAG, dead_letter_row, limit_blas_threads
+from operators.functions import (
+    DLQ_TAG,
+    NATIVE_SETUP,
+    dead_letter_row,
+    limit_blas_threads,
+    subtask_index,
+)
 from operators.keyed_state import UserState, pack_held, pack_user, unpack_held, unpack_user
 from operators.world_store import (
     WORLD_EVENT,
@@ -82,8 +88,9 @@ class Recommend(KeyedBroadcastProcessFunction):
 
     # ---- life cycle ---------------------------------------------------------------------------
     def open(self, runtime_context: RuntimeContext):
-        from models.encoder import Encoder
-        from operators.recommender import Recommender
+        with NATIVE_SETUP:  # see operators.functions: concurrent native set-up can deadlock
+            from models.encoder import Encoder
+            from operators.recommender import Recommender
 
         s = self.s
         limit_blas_threads(s.blas_threads)
@@ -101,7 +108,7 @@ class Recommend(KeyedBroadcastProcessFunction):
         self.gap = s.ranking.session_gap_ms
         self.store = WorldStore(compact_every=s.compact_every, model_id=s.model_id, dim=s.dim)
         self._world_ready = False
-        self.subtask = runtime_context.get_index_of_this_subtask()
+        self.subtask = subtask_index(runtime_context)
         # why this task refuses to score (a model that is not the catalog's): every event is
         # then a dead letter, and the task keeps running (a failure would restart it into the
         # same refusal, forever)
@@ -111,13 +118,14 @@ class Recommend(KeyedBroadcastProcessFunction):
         # search queries are embedded here, one at a time (they are rare; nothing else needs the
         # model on this path); no cache: query text is personal data (forget_user)
         try:
-            self.queries = Encoder(
-                s.model_dir, provider=s.device, batch_size=1, intra_op_threads=1, cache_size=0
-            )
+            with NATIVE_SETUP:
+                self.queries = Encoder(
+                    s.model_dir, provider=s.device, batch_size=1, intra_op_threads=1, cache_size=0
+                )
+                self.queries.warmup()
         except (OSError, RuntimeError, ValueError) as e:  # ManifestError: a changed model file
             self._refuse(f"cannot load the model in {s.model_dir}: {e}")
             return
-        self.queries.warmup()
         if self.queries.model_id != s.model_id or self.queries.dim != s.dim:
             self._refuse(
                 f"model {self.queries.model_id} (dim {self.queries.dim}) is not the catalog's "
