@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import sys
 import threading
 import time
 
@@ -65,33 +66,57 @@ def record_id(record) -> str:
     return f"{record.topic}/{record.partition}/{record.offset}"
 
 
+def _task_info(runtime_context: RuntimeContext):
+    """The Java task info in thread mode (PyFlink 2.2's embedded RuntimeContext lacks the calls
+    that Flink 2 moved there, and raises), else None."""
+    if ".embedded." not in type(runtime_context).__module__:
+        return None
+    return runtime_context._runtime_context.getTaskInfo()
+
+
 def task_label(runtime_context: RuntimeContext, fallback: str) -> str:
-    """ "name (i/n)" of the task, for logs; PyFlink 2.2's thread mode lacks the call (Flink 2
-    moved it to the task info), so the operator's name stands in there."""
+    """ "name (i/n)" of the task, for logs."""
     try:
+        info = _task_info(runtime_context)
+        if info is not None:
+            return str(info.getTaskNameWithSubtasks())
         return runtime_context.get_task_name_with_subtasks()
     except Exception:  # noqa: BLE001 - pemja raises its own exception type
         return fallback
 
 
 def subtask_index(runtime_context: RuntimeContext) -> int:
-    """This task's index (0-based); PyFlink 2.2's thread mode lacks the call (Flink 2 moved it
-    to the task info), so the task info is asked there."""
-    try:
-        return runtime_context.get_index_of_this_subtask()
-    except Exception:  # noqa: BLE001 - pemja raises its own exception type
+    """This task's index (0-based)."""
+    info = _task_info(runtime_context)
+    if info is not None:
+        return int(info.getIndexOfThisSubtask())
+    return runtime_context.get_index_of_this_subtask()
+
+
+def import_native_modules() -> None:
+    """Import ONNX Runtime and tokenizers on a Python thread of their own (once per process).
+
+    In thread mode the operators run on TaskManager threads that PEMJA attaches to the embedded
+    interpreter; onnxruntime's module init takes the GIL through PyGILState_Ensure, which on such
+    a thread can pick another thread state than the one running and wait for the GIL this thread
+    holds: the task stayed INITIALIZING forever (seen on the mini-cluster, stacks taken with
+    gdb and py-spy). A thread started by Python has a consistent thread state."""
+    if "onnxruntime" in sys.modules and "tokenizers" in sys.modules:
+        return
+    failed: list[BaseException] = []
+
+    def load() -> None:
         try:
-            return runtime_context._runtime_context.getTaskInfo().getIndexOfThisSubtask()
-        except Exception:  # noqa: BLE001
-            return 0
+            import onnxruntime  # noqa: F401
+            import tokenizers  # noqa: F401
+        except BaseException as e:  # noqa: BLE001 - raised in the caller's thread below
+            failed.append(e)
 
-
-# In thread mode every Python operator of a TaskManager opens in one interpreter, concurrently.
-# threadpoolctl walks the loaded libraries (dl_iterate_phdr, holding the dynamic loader's lock)
-# with a Python callback (which needs the GIL), while importing a native module (onnxruntime)
-# holds the GIL and waits for the loader's lock: the two opens deadlocked, and the job stayed
-# INITIALIZING forever (seen on the mini-cluster). Native set-up happens under this lock.
-NATIVE_SETUP = threading.Lock()
+    t = threading.Thread(target=load, name="streamrec-native-imports", daemon=True)
+    t.start()
+    t.join()
+    if failed:
+        raise failed[0]
 
 
 def limit_blas_threads(threads: int) -> None:
@@ -99,10 +124,9 @@ def limit_blas_threads(threads: int) -> None:
     slots, and OpenBLAS's threaded sgemv on a catalog-sized matrix was measured ~15x slower
     than one thread on a 2-core machine (3-4 ms vs 0.25 ms for 3,600 x 384)."""
     if threads > 0:
-        with NATIVE_SETUP:
-            from threadpoolctl import threadpool_limits
+        from threadpoolctl import threadpool_limits
 
-            threadpool_limits(threads, user_api="blas")
+        threadpool_limits(threads, user_api="blas")
 
 
 class ParseItems(ProcessFunction):
@@ -168,29 +192,29 @@ class EncodeItems(KeyedProcessFunction):
         self.batch_sizes = None
 
     def open(self, runtime_context: RuntimeContext):
-        with NATIVE_SETUP:
-            from models.encoder import Encoder
+        from models.encoder import Encoder
 
-        self._task = task_label(runtime_context, "encode-items")
+        import_native_modules()
         self.refused = None
-        with NATIVE_SETUP:
-            try:
-                self.encoder = Encoder(
-                    self.model_dir, provider=self.provider, batch_size=self.policy.max_size
-                )
-            except (OSError, RuntimeError, ValueError) as e:  # ManifestError: a changed file
-                # every item becomes a dead letter; failing would restart the task into the
-                # same error, forever
-                self.refused = f"cannot load the model in {self.model_dir}: {e}"
-                log.error("%s refuses to embed: %s", self._task, self.refused)
-                return
-            self.encoder.warmup()
-            if self.store_path:  # read-only: every task (and a writer) may have it open at once
-                from models.embedding_store import EmbeddingStore
+        self._task = "encode-items"
+        try:
+            self.encoder = Encoder(
+                self.model_dir, provider=self.provider, batch_size=self.policy.max_size
+            )
+        except (OSError, RuntimeError, ValueError) as e:  # ManifestError: a changed model file
+            # every item becomes a dead letter; failing would restart the task into the same
+            # error, forever
+            self.refused = f"cannot load the model in {self.model_dir}: {e}"
+            log.error("%s refuses to embed: %s", self._task, self.refused)
+            return
+        self.encoder.warmup()
+        if self.store_path:  # read-only: every task (and a writer) may have it open at once
+            from models.embedding_store import EmbeddingStore
 
-                self.encoder.attach_store(
-                    EmbeddingStore(self.store_path, self.encoder.model_id, self.encoder.dim)
-                )
+            self.encoder.attach_store(
+                EmbeddingStore(self.store_path, self.encoder.model_id, self.encoder.dim)
+            )
+        self._task = task_label(runtime_context, "encode-items")
         self.waiting = runtime_context.get_state(
             ValueStateDescriptor("waiting", Types.PICKLED_BYTE_ARRAY())
         )

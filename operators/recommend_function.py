@@ -37,8 +37,8 @@ from operators.config import RankingConfig
 from operators.events import DeadLetter, Event, parse_event, raw_text
 from operators.functions import (
     DLQ_TAG,
-    NATIVE_SETUP,
     dead_letter_row,
+    import_native_modules,
     limit_blas_threads,
     subtask_index,
 )
@@ -88,10 +88,10 @@ class Recommend(KeyedBroadcastProcessFunction):
 
     # ---- life cycle ---------------------------------------------------------------------------
     def open(self, runtime_context: RuntimeContext):
-        with NATIVE_SETUP:  # see operators.functions: concurrent native set-up can deadlock
-            from models.encoder import Encoder
-            from operators.recommender import Recommender
+        from models.encoder import Encoder
+        from operators.recommender import Recommender
 
+        import_native_modules()
         s = self.s
         limit_blas_threads(s.blas_threads)
         # profiles expire in event time (an event-time timer, below), not with Flink's state TTL:
@@ -108,29 +108,31 @@ class Recommend(KeyedBroadcastProcessFunction):
         self.gap = s.ranking.session_gap_ms
         self.store = WorldStore(compact_every=s.compact_every, model_id=s.model_id, dim=s.dim)
         self._world_ready = False
-        self.subtask = subtask_index(runtime_context)
         # why this task refuses to score (a model that is not the catalog's): every event is
         # then a dead letter, and the task keeps running (a failure would restart it into the
         # same refusal, forever)
         self.refused: str | None = None
         self._refused_items: set[str] = set()
-        self._metrics(runtime_context.get_metrics_group().add_group("streamrec"))
         # search queries are embedded here, one at a time (they are rare; nothing else needs the
         # model on this path); no cache: query text is personal data (forget_user)
+        why = None
         try:
-            with NATIVE_SETUP:
-                self.queries = Encoder(
-                    s.model_dir, provider=s.device, batch_size=1, intra_op_threads=1, cache_size=0
-                )
-                self.queries.warmup()
-        except (OSError, RuntimeError, ValueError) as e:  # ManifestError: a changed model file
-            self._refuse(f"cannot load the model in {s.model_dir}: {e}")
-            return
-        if self.queries.model_id != s.model_id or self.queries.dim != s.dim:
-            self._refuse(
-                f"model {self.queries.model_id} (dim {self.queries.dim}) is not the catalog's "
-                f"{s.model_id} (dim {s.dim})"
+            self.queries = Encoder(
+                s.model_dir, provider=s.device, batch_size=1, intra_op_threads=1, cache_size=0
             )
+            self.queries.warmup()
+            if self.queries.model_id != s.model_id or self.queries.dim != s.dim:
+                why = (
+                    f"model {self.queries.model_id} (dim {self.queries.dim}) is not the "
+                    f"catalog's {s.model_id} (dim {s.dim})"
+                )
+        except (OSError, RuntimeError, ValueError) as e:  # ManifestError: a changed model file
+            self.queries = None
+            why = f"cannot load the model in {s.model_dir}: {e}"
+        self.subtask = subtask_index(runtime_context)
+        self._metrics(runtime_context.get_metrics_group().add_group("streamrec"))
+        if why is not None:
+            self._refuse(why)
 
     def _refuse(self, why: str) -> None:
         if self.refused is None:
