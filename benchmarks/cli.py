@@ -6,6 +6,7 @@ import importlib
 import sys
 
 BENCHMARKS: dict[str, str] = {
+    "burst": "a 10x burst over the job's maximum rate: memory (RSS) and lag recovery",
     "encoder": "PyTorch eager vs the ONNX encoder variants (CPU; GPU sweep where CUDA is usable)",
     "faults": "kill the TaskManager / Python workers at random points: lists lost, duplicated, changed",
     "job": "job throughput on the local mini-cluster from a real broker, variants side by side",

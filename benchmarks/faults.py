@@ -355,6 +355,7 @@ def figures(run: Run, reference: Run, event_ids: set[str]) -> dict[str, Any]:
         "restarts": run.restarts,
         "state_at_end": run.state,
         "seconds": run.seconds,
+        "kill_points": [k.get("after_lists") for k in run.kills],  # lists out at each kill
         "recovery_s": [k.get("first_list_after_s") for k in run.kills],
         "examples": {"lost": sorted(lost)[:5], "changed": sorted(changed)[:5]},
     }

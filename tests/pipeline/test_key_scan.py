@@ -128,8 +128,12 @@ def test_the_jvm_keys_and_times_every_accepted_event_as_the_parser_reads_it(scan
 @SCAN
 @given(st.one_of(mutated(valid_events()), st.binary(max_size=200), json_values.map(
     lambda v: json.dumps(v).encode())))  # fmt: skip
+@example(b'{"user_id":"\\ud800","ts":1}')
+@example(b'{"user_id":"a\\udc00","ts":1}')
 def test_any_bytes_the_parser_accepts_get_its_key_and_ts(scan, value):
     _check_event(scan, value)  # and the scan returns for anything (no exception reaches here)
+    key, _ = scan(value, None, "events")
+    key.encode("utf-8")  # always text (py4j would hide a lone surrogate; PEMJA failed on one)
 
 
 @SCAN

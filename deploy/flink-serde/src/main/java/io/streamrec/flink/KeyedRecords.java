@@ -25,8 +25,9 @@ import org.apache.flink.types.Row;
  * integer in [0, now + maxFutureMs], else null: such a record never moves event time.
  *
  * <p>Only these two fields are read, with a shallow streaming scan of the top-level object (nested
- * values are skipped; nesting depth and string lengths are bounded, so no input can make the scan
- * fail or run long). Everything else, and the verdict on validity, is Python's
+ * values are skipped; nesting is bounded as in Python, string lengths by the value's, so no input
+ * can make the scan fail or run long). A key that is not valid text (a lone surrogate) counts as
+ * absent: it could not reach Python. Everything else, and the verdict on validity, is Python's
  * ({@code operators.events}): an unreadable record gets the key "" and a null ts here and becomes
  * a dead letter there. Last occurrence wins for duplicate fields, as in Python's json module.
  * {@code created} is the Kafka record's timestamp (for latency figures only).
@@ -89,6 +90,11 @@ public final class KeyedRecords {
                 ts = (Long) found[1];
             }
         }
+        if (key != null && !wellFormed(key)) {
+            // "\ud800" in JSON is a lone surrogate: not text (Python's parser refuses the record)
+            // and not convertible to a Python string, which failed the task in thread mode
+            key = null;
+        }
         if (key == null && kafkaKeyFallback && kafkaKey != null) {
             key = utf8(kafkaKey);
         }
@@ -143,6 +149,22 @@ public final class KeyedRecords {
             }
         }
         return null;
+    }
+
+    /** Whether a string is valid UTF-16: every surrogate is part of a pair. */
+    static boolean wellFormed(String s) {
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            if (Character.isHighSurrogate(c)) {
+                if (i + 1 >= s.length() || !Character.isLowSurrogate(s.charAt(i + 1))) {
+                    return false;
+                }
+                i++;
+            } else if (Character.isLowSurrogate(c)) {
+                return false;
+            }
+        }
+        return true;
     }
 
     private static String utf8(byte[] bytes) {
