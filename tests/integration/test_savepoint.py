@@ -51,7 +51,8 @@ class Job:
                                      cwd=paths.PROJECT_ROOT)  # fmt: skip
 
     def text(self) -> str:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return self.log_path.read_text(errors="replace")
 
     def check_alive(self):
