@@ -149,9 +149,14 @@ class Recommend(KeyedBroadcastProcessFunction):
         self.dead = {}
         self.latency = m.Histogram(group, m.LIST_LATENCY_MS)
         self.lag = m.Histogram(group, m.EVENT_TIME_LAG_MS)
+        # the two gauges are counters kept at the value: a PyFlink gauge is a Python callback
+        # that Flink's metric threads call (thread mode), and one called after the task had
+        # closed crashed the TaskManager JVM (SIGSEGV in take_gil; a REST metrics query at a
+        # job's cancel in the faults harness)
         self._held_n = 0
-        group.gauge(m.HELD_EVENTS, lambda: self._held_n)
-        group.gauge(m.CATALOG_SIZE, lambda: int(self.rec.world.items.visible.sum()))
+        self._held_gauge = group.counter(m.HELD_EVENTS)
+        self._catalog_n = 0
+        self._catalog_gauge = group.counter(m.CATALOG_SIZE)
 
     def _dead_letter(self, dl: DeadLetter):
         counter = self.dead.get(dl.reason)
@@ -288,6 +293,7 @@ class Recommend(KeyedBroadcastProcessFunction):
         timers = ctx.timer_service()
         self.held.add(pack_held(parsed, created))
         self._held_n += 1
+        self._held_gauge.inc()
         timers.register_event_time_timer(parsed.ts)
         watermark = timers.current_watermark()
         if parsed.ts <= watermark:  # late: event time has passed it already
@@ -339,6 +345,7 @@ class Recommend(KeyedBroadcastProcessFunction):
         else:
             self.held.update([pack_held(e, c) for e, c in held[n:]])
         self._held_n -= n
+        self._held_gauge.dec(n)
         for event, created in held[:n]:
             yield from self._apply(event, created, ctx)
 
@@ -358,7 +365,7 @@ class Recommend(KeyedBroadcastProcessFunction):
             timers.delete_event_time_timer(old_end)
             old_end = None
             user = unpack_user(self.profiles.value())  # with the timer the session end set
-        advance(self.rec.world, event.ts)
+        self._advance(event.ts)
         profile, out = self.rec.on_event(before, event, qvec)
         if profile is None:  # forget_user: erase the user's profile and timers, emit a tombstone
             # (events held before it were applied first; the world forgets the user when its
@@ -382,7 +389,7 @@ class Recommend(KeyedBroadcastProcessFunction):
             yield self._emit(key, out, "event", event.ts, created)
 
     def _session_end(self, user: UserState, at_ts: int, user_id: str, ctx):
-        advance(self.rec.world, at_ts)
+        self._advance(at_ts)
         profile, out = self.rec.on_session_end(user.profile, at_ts)
         user = UserState(profile, user.ttl_timer)
         if self.ttl_ms and profile.last_ts is not None:
@@ -397,6 +404,16 @@ class Recommend(KeyedBroadcastProcessFunction):
         self.profiles.update(pack_user(user))
         if out is not None:
             yield self._emit(user_id.encode("utf-8"), out, "session_end", at_ts, None)
+
+    def _advance(self, t: int) -> None:
+        """The world as of ``t`` (operators.world_store.advance); the catalog-size metric."""
+        if advance(self.rec.world, t):
+            n = int(self.rec.world.items.visible.sum())
+            if n > self._catalog_n:
+                self._catalog_gauge.inc(n - self._catalog_n)
+            elif n < self._catalog_n:
+                self._catalog_gauge.dec(self._catalog_n - n)
+            self._catalog_n = n
 
     def _emit(self, key: bytes, out: bytes, trigger: str, event_ts: int, created: int | None):
         now = time.time() * 1000
