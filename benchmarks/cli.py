@@ -6,7 +6,9 @@ import importlib
 import sys
 
 BENCHMARKS: dict[str, str] = {
+    "burst": "a 10x burst over the job's maximum rate: memory (RSS) and lag recovery",
     "encoder": "PyTorch eager vs the ONNX encoder variants (CPU; GPU sweep where CUDA is usable)",
+    "faults": "kill the TaskManager / Python workers at random points: lists lost, duplicated, changed",
     "job": "job throughput on the local mini-cluster from a real broker, variants side by side",
     "parse": "microseconds per record of the Kafka record parsers (events, items, dead letters)",
     "quality": "baseline recommendation quality on the Online Retail file (no Kafka, no job)",

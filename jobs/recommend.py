@@ -20,6 +20,7 @@ the logic is in ``operators/``, the flags in ``jobs/config.py``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import os
@@ -79,17 +80,104 @@ PROMETHEUS_FACTORY = "org.apache.flink.metrics.prometheus.PrometheusReporterFact
 KEY_FIELDS = {"events": ("user_id", False), "items": ("item_id", True)}
 
 
+@functools.lru_cache(maxsize=8)
 def resolve_model(model: str) -> tuple[Path, dict]:
-    """A model folder (or a name in the model cache) and its manifest."""
+    """A model folder (or a name in the model cache) and its manifest, verified: the ONNX file's
+    sha256 is the manifest's (so a corrupted or half-copied model is a one-line error here,
+    before the job is submitted, not a failure in every task)."""
+    from models.manifest import ManifestError, read_manifest, verify_model_file
+
     cand = Path(model)
     folder = cand if cand.is_dir() else paths.model_dir() / model
-    manifest = folder / "manifest.json"
-    if not manifest.is_file():
+    if not (folder / "manifest.json").is_file():
         raise SystemExit(
             f"no exported encoder at {folder} (manifest.json missing); "
             "run `streamrec export-model` or `streamrec setup`, or pass --model DIR"
         )
-    return folder.resolve(), json.loads(manifest.read_text())
+    try:
+        manifest = read_manifest(folder)
+        verify_model_file(folder, manifest)
+    except ManifestError as e:
+        raise SystemExit(f"--model {model}: {e}") from None
+    if not (folder / "tokenizer.json").is_file():
+        raise SystemExit(f"--model {model}: {folder / 'tokenizer.json'} not found")
+    return folder.resolve(), manifest
+
+
+# written beside checkpoints (in the job's folder) and into savepoints that `streamrec run` takes:
+# what the state was built with, checked before a job resumes from it
+STATE_INFO = "streamrec-state.json"
+
+
+def state_info(manifest: dict) -> dict:
+    from operators.keyed_state import HELD_VERSION, PROFILE_VERSION
+    from operators.world_store import SCHEMA_VERSION
+
+    return {
+        "model_id": manifest["model_id"],
+        "dim": int(manifest["dim"]),
+        "world_schema": SCHEMA_VERSION,
+        "profile_schema": PROFILE_VERSION,
+        "held_schema": HELD_VERSION,
+    }
+
+
+def _local_path(uri: str) -> Path | None:
+    """A local folder for a path or file: URI (None for other file systems)."""
+    if uri.startswith("file:"):
+        uri = uri[len("file:") :]
+        while uri.startswith("//"):
+            uri = uri[1:]
+    elif "://" in uri:
+        return None
+    return Path(uri)
+
+
+def write_state_info(folder: str, manifest: dict) -> None:
+    path = _local_path(folder)
+    if path is None:
+        return
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        (path / STATE_INFO).write_text(json.dumps(state_info(manifest)) + "\n")
+    except OSError as e:
+        log.warning("could not write %s into %s: %s", STATE_INFO, path, e)
+
+
+def check_restore_path(restore: str, manifest: dict) -> None:
+    """SystemExit (one line) when the savepoint or checkpoint at ``restore`` was written with
+    another model, or by a newer job (as far as its STATE_INFO tells; without one, the tasks
+    check: they refuse to score with a world of another model)."""
+    path = _local_path(restore)
+    if path is None:
+        return
+    if path.name == "_metadata":
+        path = path.parent
+    if not path.exists():
+        raise SystemExit(f"--from-savepoint {restore}: no such savepoint or checkpoint")
+    for folder in (path, path.parent):
+        info_file = folder / STATE_INFO
+        if info_file.is_file():
+            break
+    else:
+        return
+    try:
+        info = json.loads(info_file.read_text())
+    except (OSError, ValueError) as e:
+        raise SystemExit(f"--from-savepoint {restore}: unreadable {info_file}: {e}") from None
+    ours = state_info(manifest)
+    if (info.get("model_id"), info.get("dim")) != (ours["model_id"], ours["dim"]):
+        raise SystemExit(
+            f"--from-savepoint {restore}: its state was built with model {info.get('model_id')} "
+            f"(dim {info.get('dim')}), not {ours['model_id']} (dim {ours['dim']}); resume with "
+            "that model's folder as --model, or start without --from-savepoint"
+        )
+    newer = [k for k in ours if k.endswith("_schema") and int(info.get(k, 0)) > ours[k]]
+    if newer:
+        raise SystemExit(
+            f"--from-savepoint {restore}: written by a newer job ({', '.join(newer)} "
+            f"{[info[k] for k in newer]} > {[ours[k] for k in newer]}); resume with that version"
+        )
 
 
 def environment(cfg: JobConfig) -> StreamExecutionEnvironment:
@@ -312,7 +400,7 @@ def pipeline(items: DataStream, events: DataStream, cfg: JobConfig):
     )
     dead = (
         recs.get_side_output(DLQ_TAG)
-        .union(parsed_items.get_side_output(DLQ_TAG))
+        .union(parsed_items.get_side_output(DLQ_TAG), item_updates.get_side_output(DLQ_TAG))
         .map(lambda r: r, output_type=KV_ROW)
         .name("dead-letters")
         .uid("dead-letters")
@@ -340,6 +428,9 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     cfg = parse_args(argv)
+    _, manifest = resolve_model(cfg.model)  # before anything starts: a bad model is one line
+    if cfg.from_savepoint:
+        check_restore_path(cfg.from_savepoint, manifest)
     # a parent that ran PyFlink in-process (loopback workers, e.g. a test session) leaves this
     # set; this process is a job driver and must be able to start its own gateway
     os.environ.pop("PYFLINK_GATEWAY_DISABLED", None)
@@ -365,6 +456,9 @@ def run_until_stopped(env: StreamExecutionEnvironment, cfg: JobConfig) -> int:
     """Run on the local mini-cluster until the job ends, or until SIGTERM / Ctrl-C: then stop it
     with a savepoint (``--savepoint-dir``) and print its path, for ``--from-savepoint``."""
     client = env.execute_async(cfg.job_name)
+    _, manifest = resolve_model(cfg.model)
+    job_id = str(client.get_job_id())
+    write_state_info(f"{cfg.resolved_checkpoint_dir().rstrip('/')}/{job_id}", manifest)
     stop = []
 
     def _stop(signum, frame):
@@ -379,15 +473,36 @@ def run_until_stopped(env: StreamExecutionEnvironment, cfg: JobConfig) -> int:
         result.result()  # raises when the job failed
         return 0
     log.info("stopping with a savepoint in %s ...", cfg.resolved_savepoint_dir())
-    jvm = get_gateway().jvm
-    path = client._j_job_client.stopWithSavepoint(
-        False,
-        cfg.resolved_savepoint_dir(),
-        jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL,
-    ).get()
+    path = _stop_with_savepoint(client, cfg.resolved_savepoint_dir())
+    if path is None:
+        client.cancel().result()
+        print("stopped without a savepoint (cancelled; its last checkpoint is kept)", flush=True)
+        return 1
+    write_state_info(path, manifest)
     print(f"savepoint: {path}", flush=True)
     log.info("stopped; resume with --from-savepoint %s", path)
     return 0
+
+
+def _stop_with_savepoint(client, directory: str, attempts: int = 6) -> str | None:
+    """JobClient.stopWithSavepoint (PyFlink has no Python call for it): the savepoint's path,
+    or None when no savepoint could be taken (retried while the job's tasks are still being
+    deployed or restarted, which a savepoint needs running)."""
+    from py4j.protocol import Py4JJavaError
+
+    jvm = get_gateway().jvm
+    for attempt in range(attempts):
+        try:
+            return client._j_job_client.stopWithSavepoint(
+                False, directory, jvm.org.apache.flink.core.execution.SavepointFormatType.CANONICAL
+            ).get()
+        except Py4JJavaError as e:
+            cause = e.java_exception
+            while cause.getCause() is not None:
+                cause = cause.getCause()
+            log.warning("no savepoint (attempt %d): %s", attempt + 1, cause.getMessage())
+            time.sleep(5)
+    return None
 
 
 def _submitted_by_flink_cli() -> bool:

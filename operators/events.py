@@ -61,6 +61,7 @@ REASONS = (
     "ts_out_of_range",  # ts < 0 or further ahead than max_future_ms
     "bad_key",  # items: key not UTF-8 / not a valid id / differs from item_id
     "internal",  # a bug in the parser, caught so that the job keeps running
+    "model_mismatch",  # not scored: the job's model is not the catalog's (or cannot be loaded)
     "other",  # a DeadLetter made outside the parsers without a reason
 )
 

@@ -7,7 +7,11 @@ Records arrive keyed and timed by the JVM (io.streamrec.flink.KeyedRecords):
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import logging
+import sys
+import threading
 import time
 
 from pyflink.common import Row
@@ -62,13 +66,57 @@ def record_id(record) -> str:
     return f"{record.topic}/{record.partition}/{record.offset}"
 
 
+def _task_info(runtime_context: RuntimeContext):
+    """The Java task info in thread mode (PyFlink 2.2's embedded RuntimeContext lacks the calls
+    that Flink 2 moved there, and raises), else None."""
+    if ".embedded." not in type(runtime_context).__module__:
+        return None
+    return runtime_context._runtime_context.getTaskInfo()
+
+
 def task_label(runtime_context: RuntimeContext, fallback: str) -> str:
-    """ "name (i/n)" of the task, for logs; PyFlink 2.2's thread mode lacks the call (Flink 2
-    moved it to the task info), so the operator's name stands in there."""
+    """ "name (i/n)" of the task, for logs."""
     try:
+        info = _task_info(runtime_context)
+        if info is not None:
+            return str(info.getTaskNameWithSubtasks())
         return runtime_context.get_task_name_with_subtasks()
     except Exception:  # noqa: BLE001 - pemja raises its own exception type
         return fallback
+
+
+def subtask_index(runtime_context: RuntimeContext) -> int:
+    """This task's index (0-based)."""
+    info = _task_info(runtime_context)
+    if info is not None:
+        return int(info.getIndexOfThisSubtask())
+    return runtime_context.get_index_of_this_subtask()
+
+
+def import_native_modules() -> None:
+    """Import ONNX Runtime and tokenizers on a Python thread of their own (once per process).
+
+    In thread mode the operators run on TaskManager threads that PEMJA attaches to the embedded
+    interpreter; onnxruntime's module init takes the GIL through PyGILState_Ensure, which on such
+    a thread can pick another thread state than the one running and wait for the GIL this thread
+    holds: the task stayed INITIALIZING forever (seen on the mini-cluster, stacks taken with
+    gdb and py-spy). A thread started by Python has a consistent thread state."""
+    if "onnxruntime" in sys.modules and "tokenizers" in sys.modules:
+        return
+    failed: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            import onnxruntime  # noqa: F401
+            import tokenizers  # noqa: F401
+        except BaseException as e:  # noqa: BLE001 - raised in the caller's thread below
+            failed.append(e)
+
+    t = threading.Thread(target=load, name="streamrec-native-imports", daemon=True)
+    t.start()
+    t.join()
+    if failed:
+        raise failed[0]
 
 
 def limit_blas_threads(threads: int) -> None:
@@ -146,9 +194,19 @@ class EncodeItems(KeyedProcessFunction):
     def open(self, runtime_context: RuntimeContext):
         from models.encoder import Encoder
 
-        self.encoder = Encoder(
-            self.model_dir, provider=self.provider, batch_size=self.policy.max_size
-        )
+        import_native_modules()
+        self.refused = None
+        self._task = "encode-items"
+        try:
+            self.encoder = Encoder(
+                self.model_dir, provider=self.provider, batch_size=self.policy.max_size
+            )
+        except (OSError, RuntimeError, ValueError) as e:  # ManifestError: a changed model file
+            # every item becomes a dead letter; failing would restart the task into the same
+            # error, forever
+            self.refused = f"cannot load the model in {self.model_dir}: {e}"
+            log.error("%s refuses to embed: %s", self._task, self.refused)
+            return
         self.encoder.warmup()
         if self.store_path:  # read-only: every task (and a writer) may have it open at once
             from models.embedding_store import EmbeddingStore
@@ -156,6 +214,7 @@ class EncodeItems(KeyedProcessFunction):
             self.encoder.attach_store(
                 EmbeddingStore(self.store_path, self.encoder.model_id, self.encoder.dim)
             )
+        self._task = task_label(runtime_context, "encode-items")
         self.waiting = runtime_context.get_state(
             ValueStateDescriptor("waiting", Types.PICKLED_BYTE_ARRAY())
         )
@@ -165,7 +224,6 @@ class EncodeItems(KeyedProcessFunction):
         self.cache_hits = group.counter(m.ENCODER_CACHE_HITS)
         self.store_hits = group.counter(m.EMBEDDING_STORE_HITS)
         self._hits = (0, 0)
-        self._task = task_label(runtime_context, "encode-items")
         self._sizes: list[int] = []
         log.info(
             "%s: encoder %s on %s (batches of up to %d, %d ms budget, embedding store %s)",
@@ -182,13 +240,18 @@ class EncodeItems(KeyedProcessFunction):
         item = value[1]
         return None if isinstance(item, ItemRemoved) else item.text()
 
-    @staticmethod
-    def _row(value, vector) -> Row:
+    def _row(self, value, vector) -> Row:
         update_id, item = value
         update = item if vector is None else catalog_entry(item, vector)
-        return Row("item", update_id, encode_item_update(update))
+        return Row("item", update_id, encode_item_update(update, self.encoder.model_id))
 
     def process_element(self, value, ctx):
+        if self.refused is not None:
+            topic, partition, offset = value[0].rsplit("/", 2)
+            raw = json.dumps(dataclasses.asdict(value[1]), ensure_ascii=False)
+            dl = DeadLetter(self.refused, topic, int(partition), int(offset), raw, "model_mismatch")
+            yield DLQ_TAG, dead_letter_row(dl)
+            return
         waiting = self.waiting.value() or []
         if not waiting and self._text(value) is None:
             yield self._row(value, None)  # nothing to encode, nothing ahead of it: pass through
@@ -234,7 +297,7 @@ class EncodeItems(KeyedProcessFunction):
     def close(self):
         if getattr(self, "_sizes", None):
             log.info("%s: encoder batches %s", self._task, batch_size_summary(self._sizes))
-        store = self.encoder and self.encoder.store
+        store = self.encoder is not None and self.encoder.store
         if store is not None:
             log.info("%s: %s", self._task, self.encoder.stats.as_dict())
             store.close()

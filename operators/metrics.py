@@ -43,7 +43,8 @@ LIST_LATENCY_MS = "listLatencyMs"  # emit wall clock - Kafka record timestamp
 EVENT_TIME_LAG_MS = "eventTimeLagMs"  # emit wall clock - event ts
 ENCODER_BATCH_SIZE = "encoderBatchSize"
 ENCODER_LATENCY_MS = "encoderLatencyMs"
-# gauges
+# gauges (registered as counters kept at the value: a PyFlink gauge is a Python callback that
+# Flink's metric threads call, which crashed a TaskManager after the task had closed)
 CATALOG_SIZE = "catalogSize"
 HELD_EVENTS = "heldEvents"
 

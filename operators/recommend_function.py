@@ -35,8 +35,21 @@ from pyflink.datastream.state import (
 from operators import metrics as m
 from operators.config import RankingConfig
 from operators.events import DeadLetter, Event, parse_event, raw_text
-from operators.functions import DLQ_TAG, dead_letter_row, limit_blas_threads
-from operators.world_store import WorldStore, decode_update
+from operators.functions import (
+    DLQ_TAG,
+    dead_letter_row,
+    import_native_modules,
+    limit_blas_threads,
+    subtask_index,
+)
+from operators.keyed_state import UserState, pack_held, pack_user, unpack_held, unpack_user
+from operators.world_store import (
+    WORLD_EVENT,
+    WorldStore,
+    advance,
+    decode_update,
+    world_event_payload,
+)
 
 log = logging.getLogger("streamrec.recommend")
 
@@ -78,6 +91,7 @@ class Recommend(KeyedBroadcastProcessFunction):
         from models.encoder import Encoder
         from operators.recommender import Recommender
 
+        import_native_modules()
         s = self.s
         limit_blas_threads(s.blas_threads)
         # profiles expire in event time (an event-time timer, below), not with Flink's state TTL:
@@ -92,20 +106,38 @@ class Recommend(KeyedBroadcastProcessFunction):
         )
         self.rec = Recommender(s.dim, s.model_id, s.top_k, config=s.ranking)
         self.gap = s.ranking.session_gap_ms
-        self.store = WorldStore(compact_every=s.compact_every)
+        self.store = WorldStore(compact_every=s.compact_every, model_id=s.model_id, dim=s.dim)
         self._world_ready = False
+        # why this task refuses to score (a model that is not the catalog's): every event is
+        # then a dead letter, and the task keeps running (a failure would restart it into the
+        # same refusal, forever)
+        self.refused: str | None = None
+        self._refused_items: set[str] = set()
         # search queries are embedded here, one at a time (they are rare; nothing else needs the
         # model on this path); no cache: query text is personal data (forget_user)
-        self.queries = Encoder(
-            s.model_dir, provider=s.device, batch_size=1, intra_op_threads=1, cache_size=0
-        )
-        self.queries.warmup()
-        if self.queries.model_id != s.model_id or self.queries.dim != s.dim:
-            raise RuntimeError(
-                f"model {self.queries.model_id} (dim {self.queries.dim}) is not the catalog's "
-                f"{s.model_id} (dim {s.dim})"
+        why = None
+        try:
+            self.queries = Encoder(
+                s.model_dir, provider=s.device, batch_size=1, intra_op_threads=1, cache_size=0
             )
+            self.queries.warmup()
+            if self.queries.model_id != s.model_id or self.queries.dim != s.dim:
+                why = (
+                    f"model {self.queries.model_id} (dim {self.queries.dim}) is not the "
+                    f"catalog's {s.model_id} (dim {s.dim})"
+                )
+        except (OSError, RuntimeError, ValueError) as e:  # ManifestError: a changed model file
+            self.queries = None
+            why = f"cannot load the model in {s.model_dir}: {e}"
+        self.subtask = subtask_index(runtime_context)
         self._metrics(runtime_context.get_metrics_group().add_group("streamrec"))
+        if why is not None:
+            self._refuse(why)
+
+    def _refuse(self, why: str) -> None:
+        if self.refused is None:
+            self.refused = why
+            log.error("recommend task %d refuses to score: %s", self.subtask, why)
 
     def _metrics(self, group) -> None:
         """The operator's metrics (operators.metrics: names shared with the dashboard)."""
@@ -117,9 +149,14 @@ class Recommend(KeyedBroadcastProcessFunction):
         self.dead = {}
         self.latency = m.Histogram(group, m.LIST_LATENCY_MS)
         self.lag = m.Histogram(group, m.EVENT_TIME_LAG_MS)
+        # the two gauges are counters kept at the value: a PyFlink gauge is a Python callback
+        # that Flink's metric threads call (thread mode), and one called after the task had
+        # closed crashed the TaskManager JVM (SIGSEGV in take_gil; a REST metrics query at a
+        # job's cancel in the faults harness)
         self._held_n = 0
-        group.gauge(m.HELD_EVENTS, lambda: self._held_n)
-        group.gauge(m.CATALOG_SIZE, lambda: int(self.rec.world.items.visible.sum()))
+        self._held_gauge = group.counter(m.HELD_EVENTS)
+        self._catalog_n = 0
+        self._catalog_gauge = group.counter(m.CATALOG_SIZE)
 
     def _dead_letter(self, dl: DeadLetter):
         counter = self.dead.get(dl.reason)
@@ -132,12 +169,18 @@ class Recommend(KeyedBroadcastProcessFunction):
     def _world(self, broadcast_state):
         """The world, restored from broadcast state on the first call after a (re)start."""
         if not self._world_ready:
+            self._world_ready = True
             snapshot, updates = self.store.restore(broadcast_state.items(), self._decode)
+            refusal = self.store.refusal()
+            if refusal is not None:
+                self._refuse(refusal)
+            if self.refused is not None:
+                return self.rec.world  # left empty: nothing of the restored state is used
             if snapshot is not None:
                 self.rec.restore_world(snapshot)
             for u in updates:
-                self.rec.world.add(u)
-            self._world_ready = True
+                self.rec.world.add(u if isinstance(u, Event) else u[1])
+            self.store.count_forgets_from(self.rec.world.applied)
             if snapshot is not None or updates:
                 log.info(
                     "world restored: snapshot %s, %d logged updates",
@@ -149,18 +192,54 @@ class Recommend(KeyedBroadcastProcessFunction):
     def _decode(self, kind: str, payload: bytes):
         return decode_update(kind, payload, self.s.max_future_ms)
 
+    def _foreign_item(self, model_id, update, value):
+        """A catalog update embedded by another model than this task's: never applied (its
+        vector would be scored against this model's); one dead letter (from subtask 0)."""
+        vector_dim = len(getattr(update, "embedding", b"")) // 4 or self.s.dim
+        if model_id in (None, self.s.model_id) and vector_dim == self.s.dim:
+            return None
+        why = (
+            f"catalog update {value.id} was embedded by {model_id} (dim {vector_dim}); this job "
+            f"scores with {self.s.model_id} (dim {self.s.dim})"
+        )
+        if model_id not in self._refused_items:
+            self._refused_items.add(model_id)
+            log.error("recommend task %d: %s; such updates are not applied", self.subtask, why)
+        if self.subtask != 0:
+            return None
+        topic, partition, offset = (value.id.rsplit("/", 2) + ["", "", ""])[:3]
+        return self._dead_letter(
+            DeadLetter(why, topic, _int(partition), _int(offset), "", "model_mismatch")
+        )
+
     # ---- broadcast side: every catalog update and every event --------------------------------
     def process_broadcast_element(self, value, ctx):
         state = ctx.get_broadcast_state(WORLD_STATE)
         world = self._world(state)
+        if self.refused is not None:
+            return  # the state stays as it was, for a job with the right model
         update = self._decode(value.kind, value.payload)
         if update is None:
             return
+        kind = value.kind
+        if isinstance(update, Event):
+            kind, payload = WORLD_EVENT, world_event_payload(update)  # the log keeps no query text
+            forget_ts = update.ts if update.type == "forget_user" else None
+        else:
+            model_id, update = update
+            dead = self._foreign_item(model_id, update, value)
+            if dead is not None:
+                yield dead
+                return
+            if update is None:
+                return
+            payload, forget_ts = value.payload, None
+        applied = world.applied
         world.add(update)
-        key, entry = self.store.log_entry(value.id, value.kind, value.payload)
-        state.put(key, entry)
-        if self.store.due():
-            puts, removes = self.store.compaction(world.snapshot(), world.bound)
+        for k, v in self.store.log_entry(value.id, kind, payload, forget_ts, applied):
+            state.put(k, v)
+        if self.store.due(world.bound, world.applied):
+            puts, removes = self.store.compaction(world.snapshot(), world.bound, world.applied)
             for k, v in puts:
                 state.put(k, v)
             for k in removes:
@@ -195,6 +274,15 @@ class Recommend(KeyedBroadcastProcessFunction):
                 raw_text(value.value),
                 "bad_key",
             )
+        elif isinstance(parsed, Event) and self.refused is not None:
+            parsed = DeadLetter(
+                f"not scored: {self.refused}",
+                value.topic,
+                value.partition,
+                value.offset,
+                raw_text(value.value),
+                "model_mismatch",
+            )
         if isinstance(parsed, DeadLetter):
             yield self._dead_letter(parsed)
             return
@@ -203,8 +291,9 @@ class Recommend(KeyedBroadcastProcessFunction):
             yield from self._apply(parsed, created, ctx)
             return
         timers = ctx.timer_service()
-        self.held.add((parsed, created))
+        self.held.add(pack_held(parsed, created))
         self._held_n += 1
+        self._held_gauge.inc()
         timers.register_event_time_timer(parsed.ts)
         watermark = timers.current_watermark()
         if parsed.ts <= watermark:  # late: event time has passed it already
@@ -215,6 +304,8 @@ class Recommend(KeyedBroadcastProcessFunction):
 
     def on_timer(self, timestamp: int, ctx):
         self._world(ctx.get_broadcast_state(WORLD_STATE))
+        if self.refused is not None:
+            return  # nothing is scored; held events stay in state
         if ctx.time_domain() == TimeDomain.PROCESSING_TIME:
             timers = ctx.timer_service()
             if timers.current_watermark() == NO_WATERMARK:
@@ -225,12 +316,11 @@ class Recommend(KeyedBroadcastProcessFunction):
                 return
             yield from self._release(None, ctx)  # max-wait: everything held goes now
             return
-        profile = self.profiles.value()
+        user = unpack_user(self.profiles.value())
+        profile = None if user is None else user.profile
         if profile is not None and profile.last_ts is not None:
             if profile.last_ts + self.gap == timestamp:
-                yield from self._session_end(profile, timestamp, ctx.get_current_key())
-                if self.ttl_ms:  # the profile expires this long after the user's last event
-                    ctx.timer_service().register_event_time_timer(profile.last_ts + self.ttl_ms)
+                yield from self._session_end(user, timestamp, ctx.get_current_key(), ctx)
             elif self.ttl_ms and profile.last_ts + self.ttl_ms == timestamp:
                 self.profiles.clear()
         yield from self._release(timestamp, ctx)
@@ -244,6 +334,7 @@ class Recommend(KeyedBroadcastProcessFunction):
         held = list(self.held.get() or ())
         if not held:
             return
+        held = [unpack_held(h) for h in held]
         n = 0
         while n < len(held) and (bound is None or held[n][0].ts <= bound):
             n += 1
@@ -252,8 +343,9 @@ class Recommend(KeyedBroadcastProcessFunction):
         if n == len(held):
             self.held.clear()
         else:
-            self.held.update(held[n:])
+            self.held.update([pack_held(e, c) for e, c in held[n:]])
         self._held_n -= n
+        self._held_gauge.dec(n)
         for event, created in held[:n]:
             yield from self._apply(event, created, ctx)
 
@@ -261,26 +353,32 @@ class Recommend(KeyedBroadcastProcessFunction):
         qvec = None
         if event.type == "search" and event.query:
             qvec = self.queries.encode([event.query])[0]
-        before = self.profiles.value()
+        user = unpack_user(self.profiles.value())
+        before = None if user is None else user.profile
         key = event.user_id.encode("utf-8")
         timers = ctx.timer_service()
         old_end = None if before is None else self._session_end_at(before)
         if old_end is not None and old_end <= event.ts and timers.current_watermark() < old_end:
             # the session closed before this event, but event time has not reached its timer
             # (the event was released early: --max-wait, --align none): its list comes first
-            yield from self._session_end(before, old_end, event.user_id)
+            yield from self._session_end(user, old_end, event.user_id, ctx)
             timers.delete_event_time_timer(old_end)
             old_end = None
-        self.rec.world.advance_to(event.ts)
+            user = unpack_user(self.profiles.value())  # with the timer the session end set
+        self._advance(event.ts)
         profile, out = self.rec.on_event(before, event, qvec)
-        if profile is None:  # forget_user: erase the user's profile, emit a tombstone (events held
-            # before it were applied first; the world forgets the user when its time comes)
+        if profile is None:  # forget_user: erase the user's profile and timers, emit a tombstone
+            # (events held before it were applied first; the world forgets the user when its
+            # time comes, and the broadcast state's log of their events is folded away then)
             self.profiles.clear()
             if old_end is not None:
                 timers.delete_event_time_timer(old_end)
+            if user is not None and user.ttl_timer is not None:
+                timers.delete_event_time_timer(user.ttl_timer)
             yield Row(key, None)
             return
-        self.profiles.update(profile)
+        user = UserState(profile, None if user is None else user.ttl_timer)
+        self.profiles.update(pack_user(user))
         new_end = self._session_end_at(profile)
         if new_end != old_end:
             if old_end is not None:
@@ -290,12 +388,32 @@ class Recommend(KeyedBroadcastProcessFunction):
         if out is not None:
             yield self._emit(key, out, "event", event.ts, created)
 
-    def _session_end(self, profile, at_ts: int, user_id: str):
-        self.rec.world.advance_to(at_ts)
-        profile, out = self.rec.on_session_end(profile, at_ts)
-        self.profiles.update(profile)
+    def _session_end(self, user: UserState, at_ts: int, user_id: str, ctx):
+        self._advance(at_ts)
+        profile, out = self.rec.on_session_end(user.profile, at_ts)
+        user = UserState(profile, user.ttl_timer)
+        if self.ttl_ms and profile.last_ts is not None:
+            # the profile expires this long after the user's last event (one timer per user)
+            expiry = profile.last_ts + self.ttl_ms
+            if user.ttl_timer != expiry:
+                timers = ctx.timer_service()
+                if user.ttl_timer is not None:
+                    timers.delete_event_time_timer(user.ttl_timer)
+                timers.register_event_time_timer(expiry)
+                user.ttl_timer = expiry
+        self.profiles.update(pack_user(user))
         if out is not None:
             yield self._emit(user_id.encode("utf-8"), out, "session_end", at_ts, None)
+
+    def _advance(self, t: int) -> None:
+        """The world as of ``t`` (operators.world_store.advance); the catalog-size metric."""
+        if advance(self.rec.world, t):
+            n = int(self.rec.world.items.visible.sum())
+            if n > self._catalog_n:
+                self._catalog_gauge.inc(n - self._catalog_n)
+            elif n < self._catalog_n:
+                self._catalog_gauge.dec(self._catalog_n - n)
+            self._catalog_n = n
 
     def _emit(self, key: bytes, out: bytes, trigger: str, event_ts: int, created: int | None):
         now = time.time() * 1000
@@ -304,6 +422,13 @@ class Recommend(KeyedBroadcastProcessFunction):
         if created is not None and created > 0:
             self.latency.update(now - created)
         return Row(key, out)
+
+
+def _int(text: str) -> int | None:
+    try:
+        return int(text)
+    except ValueError:
+        return None
 
 
 __all__ = ["WORLD_STATE", "Recommend", "RecommendSettings"]

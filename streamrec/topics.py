@@ -2,8 +2,9 @@
 
     streamrec topics create --bootstrap-servers localhost:9092 --partitions 2
 
-creates ``events``, ``items`` (log-compacted), ``recommendations`` and ``events-dlq`` when they
-are missing; every name is a flag. Extra client settings (SASL, SSL, ...) pass through
+creates ``events``, ``items`` (log-compacted), ``recommendations`` (compacted with time
+retention, so a forget_user tombstone removes the user's lists) and ``events-dlq`` when they are
+missing; every name is a flag. Extra client settings (SASL, SSL, ...) pass through
 unchanged with ``-X key=value``.
 """
 
@@ -25,6 +26,24 @@ RECOMMENDATIONS_TOPIC = "recommendations"
 DLQ_TOPIC = "events-dlq"
 
 COMPACTED_CONFIG = {"cleanup.policy": "compact"}
+# recommendations: compacted (a forget_user tombstone removes the user's earlier lists; each user
+# keeps only the latest list) and deleted after a retention time (lists of users who never come
+# back go too); tombstones themselves are kept delete.retention.ms, so consumers see them
+RECOMMENDATIONS_RETENTION_MS = 7 * 24 * 3600 * 1000
+TOMBSTONE_RETENTION_MS = 24 * 3600 * 1000
+
+
+def recommendations_config(retention_ms: int = RECOMMENDATIONS_RETENTION_MS) -> dict[str, str]:
+    """Topic settings of ``recommendations``: compacted with time retention."""
+    return {
+        "cleanup.policy": "compact,delete",
+        "retention.ms": str(retention_ms),
+        "delete.retention.ms": str(TOMBSTONE_RETENTION_MS),
+        # roll and clean segments within a day, so that compaction (which skips the active
+        # segment) removes a forgotten user's lists within about a day, not a week
+        "segment.ms": str(min(retention_ms, 24 * 3600 * 1000)),
+        "max.compaction.lag.ms": str(24 * 3600 * 1000),
+    }
 
 
 def parse_client_properties(pairs: Iterable[str] | None) -> dict[str, str]:
@@ -121,12 +140,14 @@ def ensure_topics(
     replication_factor: int = 1,
     timeout: float = 30,
     client_config: Mapping[str, str] | None = None,
+    per_topic: Mapping[str, Mapping[str, str]] | None = None,
 ) -> list[str]:
     """Create the topics of ``{name: partitions}`` that do not exist yet; returns those created.
 
     ``config`` applies to every new topic; names in ``compacted`` also get
-    ``cleanup.policy=compact``. Existing topics are left as they are (partitions included).
-    Returns once every topic has a leader for each partition, so producers can write at once.
+    ``cleanup.policy=compact``; ``per_topic`` adds settings to one topic. Existing topics are
+    left as they are (partitions included). Returns once every topic has a leader for each
+    partition, so producers can write at once.
     """
     admin = admin_client(bootstrap, client_config)
     compacted = set(compacted)
@@ -138,6 +159,7 @@ def ensure_topics(
         conf = dict(config or {})
         if name in compacted:
             conf.update(COMPACTED_CONFIG)
+        conf.update((per_topic or {}).get(name, {}))
         new.append(
             NewTopic(
                 name,
@@ -229,6 +251,14 @@ def main(argv: list[str]) -> int:
         if action == "create":
             p.add_argument("--partitions", type=int, default=1, help="per topic (default 1)")
             p.add_argument("--replication-factor", type=int, default=1)
+            p.add_argument(
+                "--recommendations-retention-ms",
+                type=int,
+                default=RECOMMENDATIONS_RETENTION_MS,
+                metavar="MS",
+                help="the output topic is compacted (a forget_user tombstone removes the "
+                "user's lists) and deleted after this (default: 7 days)",
+            )
     args = parser.parse_args(argv)
     client = parse_client_properties(args.client_property)
     try:
@@ -249,6 +279,9 @@ def main(argv: list[str]) -> int:
             compacted={args.items_topic},
             replication_factor=args.replication_factor,
             client_config=client,
+            per_topic={
+                args.output_topic: recommendations_config(args.recommendations_retention_ms)
+            },
         )
         existing = [n for n in names if n not in done]
         print(

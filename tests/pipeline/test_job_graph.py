@@ -65,9 +65,9 @@ def timed_items(env, cfg, rows):
 
 def _entry(row):
     """(item_id, embedding bytes) of an encoder output row (kind "item", id, pickled entry)."""
-    import pickle
+    from operators.world_store import decode_item_update
 
-    entry = pickle.loads(row[2])
+    _model, entry = decode_item_update(row[2])
     return entry.item_id, entry.embedding
 
 

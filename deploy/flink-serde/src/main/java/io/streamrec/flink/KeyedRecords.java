@@ -25,8 +25,9 @@ import org.apache.flink.types.Row;
  * integer in [0, now + maxFutureMs], else null: such a record never moves event time.
  *
  * <p>Only these two fields are read, with a shallow streaming scan of the top-level object (nested
- * values are skipped; nesting depth, number and string lengths are bounded, so no input can make
- * the scan fail or run long). Everything else, and the verdict on validity, is Python's
+ * values are skipped; nesting is bounded as in Python, string lengths by the value's, so no input
+ * can make the scan fail or run long). A key that is not valid text (a lone surrogate) counts as
+ * absent: it could not reach Python. Everything else, and the verdict on validity, is Python's
  * ({@code operators.events}): an unreadable record gets the key "" and a null ts here and becomes
  * a dead letter there. Last occurrence wins for duplicate fields, as in Python's json module.
  * {@code created} is the Kafka record's timestamp (for latency figures only).
@@ -41,7 +42,10 @@ public final class KeyedRecords {
                     .streamReadConstraints(
                             StreamReadConstraints.builder()
                                     .maxNestingDepth(64)
-                                    .maxNumberLength(64)
+                                    // Python's json reads numbers of any length (a record with
+                                    // a long one in any field is valid there): the scan must
+                                    // not fail on one (values are at most 64 KiB anyway)
+                                    .maxNumberLength(MAX_VALUE_BYTES)
                                     .maxStringLength(MAX_VALUE_BYTES)
                                     .build())
                     .build();
@@ -86,6 +90,11 @@ public final class KeyedRecords {
                 ts = (Long) found[1];
             }
         }
+        if (key != null && !wellFormed(key)) {
+            // "\ud800" in JSON is a lone surrogate: not text (Python's parser refuses the record)
+            // and not convertible to a Python string, which failed the task in thread mode
+            key = null;
+        }
         if (key == null && kafkaKeyFallback && kafkaKey != null) {
             key = utf8(kafkaKey);
         }
@@ -126,6 +135,9 @@ public final class KeyedRecords {
     }
 
     private static Long timestamp(JsonParser p, JsonToken v) throws IOException {
+        if (v == JsonToken.VALUE_NUMBER_INT && p.getTextLength() > 20) {
+            return null; // beyond 64 bits (not parsed: a long literal would cost a BigInteger)
+        }
         if (v == JsonToken.VALUE_NUMBER_INT) {
             JsonParser.NumberType type = p.getNumberType();
             return type == JsonParser.NumberType.BIG_INTEGER ? null : p.getLongValue();
@@ -137,6 +149,22 @@ public final class KeyedRecords {
             }
         }
         return null;
+    }
+
+    /** Whether a string is valid UTF-16: every surrogate is part of a pair. */
+    static boolean wellFormed(String s) {
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            if (Character.isHighSurrogate(c)) {
+                if (i + 1 >= s.length() || !Character.isLowSurrogate(s.charAt(i + 1))) {
+                    return false;
+                }
+                i++;
+            } else if (Character.isLowSurrogate(c)) {
+                return false;
+            }
+        }
+        return true;
     }
 
     private static String utf8(byte[] bytes) {

@@ -1,0 +1,455 @@
+"""Faults with figures: kill the job's processes at random points, count what comes out.
+
+    python -m benchmarks.faults [--events 3000] [--kills 3] [--worker-kills 3] [--json FILE]
+    streamrec bench faults ...
+
+A real slice of Online Retail with its catalog updates (``streamrec.evaluate.load_records``) is
+written once to a private broker (events on 2 partitions, catalog on 1), then read by the job on
+a local standalone cluster (``streamrec.flink_cluster``: one JobManager, one TaskManager of 2
+slots), submitted as on any cluster: ``flink run -py jobs/recommend.py --parallelism 2
+--delivery exactly-once``. Runs, each into fresh output topics:
+
+1. ``reference``: uninterrupted;
+2. ``taskmanager``: the TaskManager JVM is killed (``kill -9``) ``--kills`` times, at random
+   points of the run (after a random share of the lists has come out, each after the job has
+   recovered from the one before), and a new TaskManager is started each time;
+3. ``python-worker`` (``--execution-mode process``): a Python worker process of the
+   TaskManager is killed ``--worker-kills`` times, the same way.
+
+A ``read_committed`` consumer reads each run's output to its end. Figures per faulty run,
+against the reference, per (trigger_event_id, trigger): triggers expected, lists delivered, lost
+(expected and missing), duplicated (delivered more than once), changed (differ from the
+reference apart from ``emitted_at``); and kills survived, Flink's restart count, and the time
+from each kill to the next list.
+
+Where an interrupted run may legitimately differ, the input leaves no room for it:
+
+- ``--max-wait`` (a processing-time bound on how long an event waits for event time) would
+  release events by the wall clock, which a restart moves; every run gets a max-wait longer
+  than the run, so every list is released by event time alone, as the design promises;
+- at the end of the input event time stands still, and which sessions had closed and which
+  events had been released would depend on when the run was looked at; after the slice, two
+  events per partition at a time past every session end (users ``~end-*``), and one more a
+  minute later, move event time beyond all of them: every per-event and session-end list of
+  the slice is due in every run, and the markers' own lists say so (they are not counted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+END_USER = "~end-"  # markers after the slice (their lists say "everything is out")
+CLOSER = "~~close-"  # after the markers (held until --max-wait: never in a run)
+MARKERS = 4
+LIST_TYPES = frozenset({"view", "click", "add_to_cart", "purchase", "search"})
+# the cluster notices a dead TaskManager within seconds, not the default 50 s
+FAST_FAILOVER = {"heartbeat.interval": 1000, "heartbeat.timeout": 8000}
+
+
+@dataclass
+class Inputs:
+    bootstrap: str
+    events: str
+    items: str
+    event_ids: set[str]  # events of the slice that get a per-event list
+    n_records: int
+
+
+@dataclass
+class Run:
+    name: str
+    lists: dict[tuple[str, str], list[dict]] = field(default_factory=dict)  # all deliveries
+    dead_letters: int = 0
+    kills: list[dict] = field(default_factory=list)
+    restarts: int | None = None
+    state: str | None = None
+    seconds: float = 0.0
+
+
+# ---- input ------------------------------------------------------------------------------------
+def write_inputs(records, bootstrap: str, session_gap_ms: int, tag: str) -> Inputs:
+    """The slice into fresh topics, then the end-of-input events (see the module doc)."""
+    from confluent_kafka import Producer
+
+    from streamrec import replay, topics
+
+    names = {"events": f"{tag}-events", "items": f"{tag}-items"}
+    topics.ensure_topics(bootstrap, {names["events"]: 2, names["items"]: 1},
+                         compacted={names["items"]})  # fmt: skip
+    replay.replay(records, bootstrap, names["events"], names["items"], progress=False)
+    events = [v for kind, _, v in records if kind == "events" and v is not None]
+    end_ts = max(e["ts"] for e in events) + session_gap_ms + 60_000
+    item = next(v["item_id"] for kind, _, v in records if kind == "items" and v)
+    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    for p in range(2):
+        # two markers per partition (likely on both recommend tasks): their lists come once
+        # event time has passed every list of the slice; a later event moves event time there
+        for n, ts in enumerate([end_ts, end_ts, end_ts + 60_000]):
+            user = f"{END_USER}{p}-{n}" if n < 2 else f"{CLOSER}{p}"
+            value = {"event_id": f"{user}-e", "user_id": user, "type": "view", "item_id": item,
+                     "ts": ts}  # fmt: skip
+            producer.produce(names["events"], key=user.encode(), value=json.dumps(value).encode(),
+                             partition=p)  # fmt: skip
+    producer.flush(30)
+    ids = {str(e["event_id"]) for e in events if e.get("type") in LIST_TYPES}
+    return Inputs(bootstrap, names["events"], names["items"], ids, len(records))
+
+
+# ---- the cluster and the job ----------------------------------------------------------------
+def submit(cluster: dict, inputs: Inputs, out: dict, model: str | None, extra: list[str]) -> str:
+    """``flink run -d -py jobs/recommend.py ...``; returns the job id."""
+    from streamrec import flink_cluster, paths
+
+    cmd = [
+        str(flink_cluster.flink_bin()), "run", "-m", cluster["rest"], "-d",
+        "-py", "jobs/recommend.py",
+        "--bootstrap-servers", inputs.bootstrap,
+        "--events-topic", inputs.events, "--items-topic", inputs.items,
+        "--output-topic", out["recs"], "--dlq-topic", out["dlq"],
+        "--group-id", out["group"], "--parallelism", "2",
+        "--delivery", "exactly-once", "--checkpoint-interval", str(cluster["checkpoint_ms"]),
+        "--checkpoint-dir", str(cluster["base"] / "checkpoints"),
+        "--max-wait", str(24 * 3600_000),
+    ]  # fmt: skip
+    if model:
+        cmd += ["--model", model]
+    cmd += extra
+    sub = subprocess.run(cmd, cwd=paths.PROJECT_ROOT, env=cluster["env"], capture_output=True,
+                         text=True, timeout=600)  # fmt: skip
+    found = re.search(r"JobID ([0-9a-f]{32})", sub.stdout + sub.stderr)
+    if sub.returncode != 0 or not found:
+        raise RuntimeError(f"flink run failed:\n{sub.stdout[-3000:]}\n{sub.stderr[-3000:]}")
+    return found.group(1)
+
+
+def rest(cluster: dict, path: str, method: str = "GET") -> Any:
+    import urllib.request
+
+    req = urllib.request.Request(f"http://{cluster['rest']}{path}", method=method)
+    with urllib.request.urlopen(req, timeout=10) as r:
+        body = r.read()
+    return json.loads(body) if body else None
+
+
+def job_restarts(cluster: dict, job_id: str) -> int | None:
+    """Flink's numRestarts of the job (REST: the job's metrics)."""
+    with contextlib.suppress(OSError, ValueError, KeyError, IndexError):
+        got = rest(cluster, f"/jobs/{job_id}/metrics?get=numRestarts")
+        return int(float(got[0]["value"]))
+    return None
+
+
+def job_state(cluster: dict, job_id: str) -> str | None:
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        return rest(cluster, f"/jobs/{job_id}")["state"]
+    return None
+
+
+def cancel(cluster: dict, job_id: str) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        rest(cluster, f"/jobs/{job_id}?mode=cancel", method="PATCH")
+    deadline = time.monotonic() + 60
+    while job_state(cluster, job_id) not in ("CANCELED", "FAILED", "FINISHED", None):
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit():
+            with contextlib.suppress(OSError, IndexError):
+                stat = (proc / "stat").read_text()
+                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                    out.append(int(proc.name))
+    return out
+
+
+def python_workers(tm_pid: int) -> list[int]:
+    """The Python worker processes under a TaskManager (process mode)."""
+    todo, found = [tm_pid], []
+    while todo:
+        pid = todo.pop()
+        for child in _children(pid):
+            todo.append(child)
+            with contextlib.suppress(OSError):
+                cmd = (Path("/proc") / str(child) / "cmdline").read_bytes()
+                if b"pyflink" in cmd and b"python" in cmd:
+                    found.append(child)
+    return found
+
+
+def kill(cluster: dict, target: str, rng: random.Random) -> dict:
+    """kill -9 the TaskManager (and start a new one) or one Python worker; what was killed."""
+    from streamrec import flink_cluster
+
+    tms = flink_cluster.running_pids(cluster["base"])["taskexecutor"]
+    if not tms:
+        raise RuntimeError("no TaskManager is running")
+    if target == "taskmanager":
+        pid = tms[-1]
+        os.kill(pid, signal.SIGKILL)
+        t = time.time()
+        flink_cluster.add_taskmanager(cluster["base"])
+        return {"target": target, "pid": pid, "at": t, "new_taskmanager_s": time.time() - t}
+    workers = [w for tm in tms for w in python_workers(tm)]
+    if not workers:
+        raise RuntimeError("no Python worker process found (is the job in process mode?)")
+    pid = rng.choice(workers)
+    os.kill(pid, signal.SIGKILL)
+    return {"target": target, "pid": pid, "at": time.time()}
+
+
+# ---- one run ----------------------------------------------------------------------------------
+def run_job(
+    name: str,
+    cluster: dict,
+    inputs: Inputs,
+    *,
+    model: str | None,
+    extra: list[str],
+    kill_target: str | None,
+    kills: int,
+    rng: random.Random,
+    timeout: float,
+    quiet_s: float,
+) -> Run:
+    """Submit, kill at random points, wait for every list, cancel, read the output to its end."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from streamrec import topics
+
+    tag = f"{name}-{uuid.uuid4().hex[:6]}"
+    out = {"recs": f"{tag}-recs", "dlq": f"{tag}-dlq", "group": f"{tag}-job"}
+    topics.ensure_topics(inputs.bootstrap, {out["recs"]: 2, out["dlq"]: 1})
+    expected = len(inputs.event_ids)
+    # kill after these shares of the per-event lists, in order, each after recovery
+    marks = sorted(rng.uniform(0.1, 0.85) for _ in range(kills))
+    res = Run(name)
+    t0 = time.monotonic()
+    job_id = submit(cluster, inputs, out, model, extra)
+    print(f"[{name}] job {job_id} submitted; {kills} kill(s) of the {kill_target or '-'}",
+          flush=True)  # fmt: skip
+    consumer = Consumer({
+        "bootstrap.servers": inputs.bootstrap, "group.id": f"{tag}-watch",
+        "enable.auto.commit": False, "isolation.level": "read_committed",
+    })  # fmt: skip
+    consumer.assign([TopicPartition(out["recs"], p, -2) for p in range(2)])
+    seen: set[str] = set()
+    ends: set[str] = set()
+    last_new = time.monotonic()
+    pending_kill: dict | None = None
+    try:
+        while True:
+            now = time.monotonic()
+            if now - t0 > timeout:
+                raise TimeoutError(
+                    f"[{name}] {len(seen)} of {expected} lists after {timeout:.0f}s "
+                    f"(job {job_state(cluster, job_id)})"
+                )
+            for msg in consumer.consume(500, 0.5):
+                if msg.error() or msg.value() is None:
+                    continue
+                rec = json.loads(msg.value())
+                last_new = time.monotonic()
+                if rec["user_id"].startswith(END_USER):
+                    ends.add(rec["user_id"])
+                elif rec["user_id"].startswith(CLOSER):
+                    continue
+                elif rec.get("trigger", "event") == "event":
+                    if pending_kill is not None:  # the first list after a kill: recovered
+                        pending_kill["first_list_after_s"] = round(
+                            time.time() - pending_kill["at"], 1
+                        )  # noqa: E501
+                        pending_kill = None
+                    seen.add(str(rec["trigger_event_id"]))
+            if marks and pending_kill is None and len(seen) >= marks[0] * expected:
+                marks.pop(0)
+                pending_kill = kill(cluster, kill_target, rng)
+                pending_kill["after_lists"] = len(seen)
+                res.kills.append(pending_kill)
+                print(f"[{name}] kill {len(res.kills)}: {kill_target} (pid {pending_kill['pid']}) "
+                      f"after {len(seen)} of {expected} lists", flush=True)  # fmt: skip
+            all_in = len(seen) >= expected and len(ends) == MARKERS
+            if all_in and not marks and time.monotonic() - last_new >= quiet_s:
+                break
+        res.restarts = job_restarts(cluster, job_id)
+        res.state = job_state(cluster, job_id)
+    finally:
+        consumer.close()
+        cancel(cluster, job_id)
+    res.seconds = round(time.monotonic() - t0, 1)
+    read_output(res, inputs.bootstrap, out)
+    with contextlib.suppress(Exception):
+        topics.delete_topics(inputs.bootstrap, [out["recs"], out["dlq"]])
+    return res
+
+
+def read_output(res: Run, bootstrap: str, out: dict) -> None:
+    """Every committed record of the run's output and dead-letter topics, to their end."""
+    from confluent_kafka import Consumer
+
+    from streamrec import topics
+
+    for topic in (out["recs"], out["dlq"]):
+        consumer = Consumer({
+            "bootstrap.servers": bootstrap, "group.id": f"read-{uuid.uuid4().hex[:8]}",
+            "enable.auto.commit": False, "isolation.level": "read_committed",
+            "enable.partition.eof": False,
+        })  # fmt: skip
+        try:
+            for msg in topics.read_to_end(consumer, topic, timeout=120):
+                if topic == out["dlq"]:
+                    res.dead_letters += 1
+                elif msg.value() is not None:
+                    rec = json.loads(msg.value())
+                    if not rec["user_id"].startswith((END_USER, CLOSER)):
+                        key = (str(rec["trigger_event_id"]), rec.get("trigger", "event"))
+                        res.lists.setdefault(key, []).append(rec)
+        finally:
+            consumer.close()
+
+
+# ---- figures ----------------------------------------------------------------------------------
+def _comparable(rec: dict) -> dict:
+    return {k: v for k, v in rec.items() if k != "emitted_at"}
+
+
+def figures(run: Run, reference: Run, event_ids: set[str]) -> dict[str, Any]:
+    expected = set(reference.lists)
+    got = set(run.lists)
+    lost = expected - got
+    changed = [
+        k for k in expected & got
+        if any(_comparable(r) != _comparable(reference.lists[k][0]) for r in run.lists[k])
+    ]  # fmt: skip
+    per_event = {k for k in got if k[1] == "event"}
+    return {
+        "run": run.name,
+        "kills": len(run.kills),
+        "kills_survived": len(run.kills) if run.state == "RUNNING" and not lost else 0,
+        "triggers_expected": len(expected),
+        "lists_delivered": sum(len(v) for v in run.lists.values()),
+        "lists_lost": len(lost),
+        "lists_duplicated": sum(len(v) - 1 for v in run.lists.values()),
+        "lists_changed": len(changed),
+        "unexpected_lists": len(got - expected),
+        "events_without_list": len(event_ids - {k[0] for k in per_event}),
+        "dead_letters": run.dead_letters,
+        "restarts": run.restarts,
+        "state_at_end": run.state,
+        "seconds": run.seconds,
+        "kill_points": [k.get("after_lists") for k in run.kills],  # lists out at each kill
+        "recovery_s": [k.get("first_list_after_s") for k in run.kills],
+        "examples": {"lost": sorted(lost)[:5], "changed": sorted(changed)[:5]},
+    }
+
+
+def print_table(rows: list[dict]) -> None:
+    cols = ["run", "kills", "kills_survived", "triggers_expected", "lists_delivered",
+            "lists_lost", "lists_duplicated", "lists_changed", "restarts", "seconds"]  # fmt: skip
+    head = ["run", "kills", "survived", "expected", "delivered", "lost", "duplicated", "changed",
+            "restarts", "s"]  # fmt: skip
+    widths = [
+        max(len(h), *(len(str(r.get(c))) for r in rows)) for h, c in zip(head, cols, strict=True)
+    ]  # noqa: E501
+    print("  ".join(h.rjust(w) for h, w in zip(head, widths, strict=True)))
+    for r in rows:
+        print("  ".join(str(r.get(c)).rjust(w) for c, w in zip(cols, widths, strict=True)))
+
+
+# ---- main -------------------------------------------------------------------------------------
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="streamrec bench faults", description=__doc__.split("\n\n")[0])
+    p.add_argument("--events", type=int, default=3000, help="events of the slice")
+    p.add_argument("--csv", type=Path, default=None, help="Online Retail CSV (.csv or .csv.xz)")
+    p.add_argument("--model", default=None, help="exported encoder (default: the job's)")
+    p.add_argument("--kills", type=int, default=3, help="TaskManager kills (0: no such run)")
+    p.add_argument("--worker-kills", type=int, default=3,
+                   help="Python worker kills, --execution-mode process (0: no such run)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=None, help="of the kill points (default: random)")
+    p.add_argument("--checkpoint-interval", type=int, default=2000, metavar="MS")
+    p.add_argument("--bootstrap-servers", default=None, help="default: a private broker")
+    p.add_argument("--timeout", type=float, default=1800, help="seconds per run")
+    p.add_argument("--quiet", type=float, default=None,
+                   help="seconds without output that end a run (default: 2 checkpoints + 5)")  # fmt: skip
+    p.add_argument("--json", type=Path, default=None, help="write the figures as JSON")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from jobs.config import JobConfig
+    from streamrec import evaluate, flink_cluster, kafka_broker, paths
+
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(10**6)
+    rng = random.Random(seed)
+    csv = args.csv or paths.default_data_file()
+    records = evaluate.load_records(csv, max_events=args.events)
+    quiet = args.quiet if args.quiet is not None else 2 * args.checkpoint_interval / 1000 + 5
+    print(f"faults: {args.events} events of {csv.name}, {args.kills} TaskManager kill(s), "
+          f"{args.worker_kills} Python worker kill(s), seed {seed}", flush=True)  # fmt: skip
+    results: list[dict] = []
+    with contextlib.ExitStack() as stack:
+        base = Path(tempfile.mkdtemp(prefix="bench-faults-", dir=paths.runtime_dir()))
+        stack.callback(shutil.rmtree, base, True)
+        bootstrap = args.bootstrap_servers
+        if bootstrap is None:
+            bootstrap = stack.enter_context(
+                kafka_broker.running_broker(kafka_broker.free_port(), base / "kafka")
+            )
+        flink_base = base / "flink"
+        rest_addr = flink_cluster.start(kafka_broker.free_port(), slots=2, base_dir=flink_base,
+                                        taskmanagers=1, extra=FAST_FAILOVER, timeout=300)  # fmt: skip
+        stack.callback(flink_cluster.stop, flink_base)
+        cluster = {
+            "rest": rest_addr, "base": flink_base, "env": flink_cluster.cluster_env(flink_base),
+            "checkpoint_ms": args.checkpoint_interval,
+        }  # fmt: skip
+        inputs = write_inputs(records, bootstrap, JobConfig().session_gap_ms,
+                              f"faults-{uuid.uuid4().hex[:6]}")  # fmt: skip
+        common = {"model": args.model, "rng": rng, "timeout": args.timeout, "quiet_s": quiet}
+        ref = run_job("reference", cluster, inputs, extra=[], kill_target=None, kills=0, **common)
+        print(f"[reference] {len(ref.lists)} lists ({sum(k[1] == 'session_end' for k in ref.lists)} "
+              f"session-end) in {ref.seconds}s", flush=True)  # fmt: skip
+        results.append(figures(ref, ref, inputs.event_ids))
+        runs = []
+        if args.kills:
+            runs.append(("taskmanager", [], "taskmanager", args.kills))
+        if args.worker_kills:
+            runs.append(("python-worker", ["--execution-mode", "process"], "python",
+                         args.worker_kills))  # fmt: skip
+        for name, extra, target, kills in runs:
+            run = run_job(name, cluster, inputs, extra=extra, kill_target=target, kills=kills,
+                          **common)  # fmt: skip
+            results.append(figures(run, ref, inputs.event_ids))
+    print()
+    print_table(results)
+    bad = [r for r in results[1:] if r["lists_lost"] or r["lists_duplicated"] or r["lists_changed"]]
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        doc = {"events": args.events, "seed": seed, "checkpoint_interval_ms": args.checkpoint_interval,
+               "runs": results}  # fmt: skip
+        args.json.write_text(json.dumps(doc, indent=2) + "\n")
+        print(f"\nwrote {args.json}")
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,116 @@
+"""What the recommend operator keeps per user in keyed state, versioned, with an upgrade path.
+
+Two keyed states (RocksDB, pickled by PyFlink):
+
+- ``profile`` (ValueState): the user's :class:`UserState`: the Profile (operators.user_profile)
+  and the operator's own bookkeeping of the user (the event-time timer that expires them);
+- ``held`` (ListState): events waiting for event time to pass them, with the Kafka record's
+  timestamp (``created``, for latency figures).
+
+Both are stored as plain dicts of builtins tagged with a schema version, never as pickled
+classes: a pickled dataclass restores its fields by position, so a field added to Profile or
+Event would shift (or drop) the values of state written before. A dict restores by name; fields
+a newer class adds get their defaults, and :data:`PROFILE_UPGRADES` / :data:`HELD_UPGRADES`
+turn state of an older version into the current one, step by step. State of a newer version
+than this code is refused (:class:`StateVersionError`). When a change to Profile or Event needs
+more than a default for a new field (a renamed field, a new meaning), bump the version here and
+add the step.
+
+Version 0 is what the job wrote before this module: bare pickled objects.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from operators.events import Event
+from operators.user_profile import Profile
+from operators.world_store import StateVersionError
+
+PROFILE_VERSION = 1
+HELD_VERSION = 1
+
+_PROFILE_FIELDS = tuple(f.name for f in dataclasses.fields(Profile))
+_EVENT_FIELDS = tuple(f.name for f in dataclasses.fields(Event))
+
+
+@dataclass
+class UserState:
+    """The ``profile`` keyed state: the user's profile and the operator's timers for them."""
+
+    profile: Profile
+    ttl_timer: int | None = None  # the event-time timer that expires the profile, if set
+
+
+def _profile_v0(stored: Profile) -> dict:
+    """Version 0 (a pickled Profile) -> version 1."""
+    return {
+        "v": 1,
+        "profile": {k: getattr(stored, k) for k in _PROFILE_FIELDS if hasattr(stored, k)},
+        "ttl_timer": None,
+    }
+
+
+def _held_v0(stored: tuple) -> dict:
+    """Version 0 (a pickled (Event, created) tuple) -> version 1."""
+    event, created = stored
+    return {
+        "v": 1,
+        "event": {k: getattr(event, k) for k in _EVENT_FIELDS if hasattr(event, k)},
+        "created": created,
+    }
+
+
+# version -> the step to the next version (applied until the current one)
+PROFILE_UPGRADES: dict[int, Callable[[Any], dict]] = {0: _profile_v0}
+HELD_UPGRADES: dict[int, Callable[[Any], dict]] = {0: _held_v0}
+
+
+def _upgraded(stored: Any, current: int, steps: dict, what: str) -> dict:
+    version = stored.get("v", 0) if isinstance(stored, dict) else 0
+    if version > current:
+        raise StateVersionError(
+            f"{what} state has schema version {version}; this job reads up to {current} "
+            "(resume with the job version that wrote it)"
+        )
+    while version < current:
+        stored = steps[version](stored)
+        version = stored["v"]
+    return stored
+
+
+def _build(cls, fields: tuple[str, ...], values: dict):
+    return cls(**{k: v for k, v in values.items() if k in fields})
+
+
+def pack_user(state: UserState) -> dict:
+    p = state.profile
+    return {
+        "v": PROFILE_VERSION,
+        "profile": {k: getattr(p, k) for k in _PROFILE_FIELDS},
+        "ttl_timer": state.ttl_timer,
+    }
+
+
+def unpack_user(stored: Any) -> UserState | None:
+    """The UserState of a stored value of any version up to the current one (None: none)."""
+    if stored is None:
+        return None
+    doc = _upgraded(stored, PROFILE_VERSION, PROFILE_UPGRADES, "profile")
+    return UserState(_build(Profile, _PROFILE_FIELDS, doc["profile"]), doc.get("ttl_timer"))
+
+
+def pack_held(event: Event, created: int | None) -> dict:
+    return {
+        "v": HELD_VERSION,
+        "event": {k: getattr(event, k) for k in _EVENT_FIELDS},
+        "created": created,
+    }
+
+
+def unpack_held(stored: Any) -> tuple[Event, int | None]:
+    doc = _upgraded(stored, HELD_VERSION, HELD_UPGRADES, "held event")
+    return _build(Event, _EVENT_FIELDS, doc["event"]), doc.get("created")
