@@ -7,7 +7,7 @@ import sys
 
 BENCHMARKS: dict[str, str] = {
     "encoder": "PyTorch eager vs the ONNX encoder variants (CPU; GPU sweep where CUDA is usable)",
-    "job": "job throughput on the local mini-cluster from a real broker, variants side by side",
+    "job": "old/new job, process/thread, parallelism 1/2, a plain-loop reference, catalog sizes",
     "parse": "microseconds per record of the Kafka record parsers (events, items, dead letters)",
     "quality": "baseline recommendation quality on the Online Retail file (no Kafka, no job)",
 }

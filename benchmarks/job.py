@@ -394,6 +394,7 @@ def run_catalogs(sizes, args, records, n_events, bootstrap, store, out) -> list[
             print(f"[catalog {size:,}] FAILED: {e}", file=sys.stderr, flush=True)
         finally:
             shutil.rmtree(run_dir / "checkpoints", ignore_errors=True)
+            shutil.rmtree(run_dir / "savepoints", ignore_errors=True)
         rows.append(row)
         if "error" not in row:
             print(

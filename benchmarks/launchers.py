@@ -128,6 +128,9 @@ class LocalLauncher:
         self.env = env
         self.role = role
 
+    def prepare(self) -> None:
+        """Nothing to set up before the clock starts."""
+
     def start(self, flags: list[str], log_path: Path) -> ProcessHandle:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         cmd = self.command + list(flags)
@@ -228,7 +231,10 @@ class ClusterHandle(JobHandle):
         why = ""
         with contextlib.suppress(OSError, urllib.error.URLError, KeyError, ValueError):
             exc = _rest(f"http://{self.launcher.rest}/jobs/{self.job_id}/exceptions")
-            why = (exc.get("root-exception") or "")[-3000:]
+            entries = (exc.get("exceptionHistory") or {}).get("entries") or []
+            if entries:
+                why = entries[0].get("stacktrace") or entries[0].get("exceptionName") or ""
+            why = (why or exc.get("root-exception") or "")[:3000]
         return (
             f"job {self.job_id} is {self._state} on the cluster\n{why}\n{self.launcher.logs_tail()}"
         )
@@ -257,8 +263,14 @@ class ClusterHandle(JobHandle):
 
 
 class ClusterLauncher:
-    """A standalone cluster of ``taskmanagers`` TaskManagers with ``slots`` slots each (started
-    on first use, stopped by :meth:`close`); jobs go to it with ``flink run -d -py``."""
+    """A standalone cluster of ``taskmanagers`` TaskManagers with ``slots`` slots each; jobs go
+    to it with ``flink run -d -py``.
+
+    Every job gets a fresh cluster (started by :meth:`start`, stopped by the next start or by
+    :meth:`close`; its logs are kept beside the job's log): in thread mode a TaskManager that
+    has run one Python job fails the next one (PEMJA cannot load its native library into a
+    second job's class loader on Java 17: ``NoSuchFieldException: loadedLibraryNames``).
+    """
 
     def __init__(self, taskmanagers: int = 2, slots: int = 1, memory: str = "2048m"):
         self.taskmanagers = taskmanagers
@@ -266,10 +278,15 @@ class ClusterLauncher:
         self.memory = memory
         self.base_dir: Path | None = None
         self.rest: str | None = None
+        self._logs_to: Path | None = None
+        self.used = False  # a job ran on the current cluster
 
-    def _ensure(self) -> None:
-        if self.rest is not None:
-            return
+    def prepare(self) -> None:
+        """A fresh cluster, before a job's clock starts (see the class doc)."""
+        self.close()
+        self._start()
+
+    def _start(self) -> None:
         from streamrec import flink_cluster, kafka_broker
 
         self.base_dir = Path(tempfile.mkdtemp(prefix="bench-cluster-", dir=paths.runtime_dir()))
@@ -288,8 +305,11 @@ class ClusterLauncher:
     def start(self, flags: list[str], log_path: Path) -> ClusterHandle:
         from streamrec import flink_cluster
 
-        self._ensure()
+        if self.used or self.rest is None:
+            self.prepare()
+        self.used = True
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._logs_to = log_path.parent / "cluster-logs"
         cmd = [str(flink_cluster.flink_bin()), "run", "-m", self.rest, "-d", "-py"]
         cmd += ["jobs/recommend.py", *flags]
         sub = subprocess.run(
@@ -314,10 +334,14 @@ class ClusterLauncher:
         return "\n".join(f"--- {p.name} ---\n{tail(p, n)}" for p in logs)
 
     def close(self) -> None:
+        """Stop the cluster; its logs go beside the last job's log."""
         if self.base_dir is None:
             return
         from streamrec import flink_cluster
 
         flink_cluster.stop(self.base_dir)
+        if self._logs_to is not None:
+            shutil.copytree(self.base_dir / "log", self._logs_to, dirs_exist_ok=True)
         shutil.rmtree(self.base_dir, ignore_errors=True)
         self.base_dir = self.rest = None
+        self.used = False
