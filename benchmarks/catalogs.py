@@ -19,13 +19,15 @@ Embeddings go into an embedding store the job reads with ``--embedding-store``:
 - ``exact``: ``streamrec encode-catalog --from-jsonl`` with the real encoder (the job's own
   vectors; on this 2-core machine about 175 titles/s, i.e. ~1 min for 10k, ~10 min for 100k and
   ~1.6 h for 1M);
-- ``composed`` (the shortcut for large sizes): the real titles are encoded exactly, and each
-  synthetic title gets the normalised mix of its two source titles' vectors, weighted by the
-  words each contributed. Vectors keep the real catalog's dimension, norm and neighbourhood
-  structure (what memory, checkpoints and candidate search depend on) but are not what the
-  model would give: ``check`` measures how close (cosine to the exact vector, and whether the
-  exact nearest real titles are found). Composed vectors live in their own store, never in the
-  store of exact vectors.
+- ``composed`` (the shortcut for large sizes): every distinct prefix and head (about 8,600
+  texts for the full file's vocabulary, a minute) is encoded exactly, and each synthetic title
+  gets the normalised mix of its prefix's and its head's vectors, weighted by their words.
+  Vectors keep the real catalog's dimension, norm and neighbourhood structure (what memory,
+  checkpoints and candidate search depend on) but are not exactly what the model would give:
+  ``check`` measures how close. On 300 titles: cosine to the exact vector 0.91 on average
+  (10th percentile 0.87), and 66% of the exact vector's 10 nearest real titles are among the
+  composed vector's 10 nearest (mixing the two whole source titles instead: 0.77 and 43%).
+  Composed vectors live in their own store, never in the store of exact vectors.
 """
 
 from __future__ import annotations
@@ -50,11 +52,15 @@ DEFAULT_SIZES = (10_000, 100_000, 1_000_000)
 
 @dataclass(frozen=True, slots=True)
 class SyntheticTitle:
-    title: str
-    source_a: str  # the real title whose prefix it took
-    source_b: str  # the real title whose head it took
-    words_a: int
-    words_b: int
+    title: str  # prefix + " " + head
+    prefix: str
+    head: str
+    source_a: str  # the (first) real title with that prefix
+    source_b: str  # the (first) real title with that head: the item's price is its price
+
+    @property
+    def words(self) -> tuple[int, int]:
+        return len(self.prefix.split()), len(self.head.split())
 
 
 def real_titles(records: Iterable[tuple[str, str, dict | None]]) -> dict[str, float]:
@@ -114,7 +120,7 @@ def synthetic_titles(titles: Iterable[str], seed: int = SEED) -> Iterator[Synthe
             continue
         misses = 0
         seen.add(title)
-        yield SyntheticTitle(title, prefixes[p], heads[h], len(p.split()), len(h.split()))
+        yield SyntheticTitle(title, p, h, prefixes[p], heads[h])
 
 
 def synthetic_catalog(
@@ -159,13 +165,14 @@ def composed_store_dir() -> Path:
     return paths.runtime_dir() / "bench-embeddings-composed"
 
 
-def composed_vectors(sources: list[SyntheticTitle], real: dict[str, np.ndarray]) -> np.ndarray:
-    """Each synthetic title's vector: its sources' exact vectors mixed by the words each gave,
-    normalised to unit length (float32, [len(sources), dim])."""
-    a = np.stack([real[s.source_a] for s in sources]).astype(np.float32)
-    b = np.stack([real[s.source_b] for s in sources]).astype(np.float32)
-    wa = np.array([s.words_a for s in sources], dtype=np.float32)[:, None]
-    wb = np.array([s.words_b for s in sources], dtype=np.float32)[:, None]
+def composed_vectors(sources: list[SyntheticTitle], parts: dict[str, np.ndarray]) -> np.ndarray:
+    """Each synthetic title's vector: the exact vectors of its prefix and its head (``parts``:
+    text -> vector) mixed by their words, normalised to unit length (float32,
+    [len(sources), dim])."""
+    a = np.stack([parts[s.prefix] for s in sources]).astype(np.float32)
+    b = np.stack([parts[s.head] for s in sources]).astype(np.float32)
+    wa = np.array([s.words[0] for s in sources], dtype=np.float32)[:, None]
+    wb = np.array([s.words[1] for s in sources], dtype=np.float32)[:, None]
     v = a * wa + b * wb
     v /= np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
     return v
@@ -198,13 +205,14 @@ def fill_composed(
     store_dir: Path,
     model: str | None = None,
 ) -> dict[str, float]:
-    """Exact vectors for ``real_texts`` (and every source title), composed vectors for the
-    synthetic ``items``, into the store at ``store_dir``; skips texts it holds. Returns timings."""
+    """Exact vectors for ``real_texts`` (the real catalog) and for the prefixes and heads of
+    ``sources``, composed vectors for the synthetic ``items``, into the store at ``store_dir``;
+    skips texts it holds. Returns counts and timings."""
     from models.embedding_store import EmbeddingStore
 
     enc = _encoder(model)
     t0 = time.perf_counter()
-    reals = sorted(set(real_texts) | {s.source_a for s in sources} | {s.source_b for s in sources})
+    reals = sorted(set(real_texts) | {s.prefix for s in sources} | {s.head for s in sources})
     with EmbeddingStore(store_dir, enc.model_id, enc.dim, read_only=False) as store:
         got = store.get_many(reals)
         todo = [t for t, v in zip(reals, got, strict=True) if v is None]
@@ -241,21 +249,19 @@ def check_composed(
     enc = _encoder(model)
     reals = sorted(vocab)
     real_m = enc.encode(reals)
-    real = dict(zip(reals, real_m, strict=True))
     sources = [st for _, st in zip(range(sample), synthetic_titles(vocab, seed), strict=False)]
+    texts = sorted({s.prefix for s in sources} | {s.head for s in sources})
+    parts_v = dict(zip(texts, enc.encode(texts), strict=True))
     exact = enc.encode([s.title for s in sources])
-    comp = composed_vectors(sources, real)
+    comp = composed_vectors(sources, parts_v)
     cos = np.sum(exact * comp, axis=1)
     top_e = np.argsort(-(exact @ real_m.T), axis=1)[:, :10]
     top_c = np.argsort(-(comp @ real_m.T), axis=1)[:, :10]
     overlap = [len(set(a) & set(b)) / 10 for a, b in zip(top_e, top_c, strict=True)]
-    # reference: how close the exact vector is to either source alone
-    src_a = np.stack([real[s.source_a] for s in sources])
     return {
         "sample": len(sources),
         "cosine_mean": float(cos.mean()),
         "cosine_p10": float(np.percentile(cos, 10)),
-        "cosine_to_prefix_source_mean": float(np.sum(exact * src_a, axis=1).mean()),
         "top10_real_overlap_mean": float(np.mean(overlap)),
     }
 

@@ -44,9 +44,8 @@ def test_catalog_uses_the_real_vocabulary_and_new_ids_and_titles(vocab):
     for it, src in zip(items, sources, strict=True):
         assert set(it["title"].split()) <= real_words
         assert src.source_a in vocab and src.source_b in vocab
-        assert it["title"].split() == (
-            src.source_a.split()[: src.words_a] + src.source_b.split()[-src.words_b :]
-        )
+        assert it["title"] == f"{src.prefix} {src.head}"
+        assert src.source_a.startswith(src.prefix + " ") and src.source_b.endswith(src.head)
         assert it["price"] == vocab[src.source_b] and it["ts"] == 42 and it["available"]
     ids = [i["item_id"] for i in items]
     assert len(set(ids)) == len(ids) and all(i.startswith(catalogs.ID_PREFIX) for i in ids)
@@ -76,10 +75,11 @@ def test_items_are_valid_catalog_records(vocab, tmp_path):
 
 
 def test_composed_vectors_mix_the_sources_by_words():
-    s = catalogs.SyntheticTitle("A B C", "A B X", "Y C", words_a=2, words_b=1)
+    s = catalogs.SyntheticTitle("A B C", "A B", "C", "A B X", "Y C")
+    assert s.words == (2, 1)
     real = {
-        "A B X": np.array([1.0, 0.0, 0.0], dtype=np.float32),
-        "Y C": np.array([0.0, 1.0, 0.0], dtype=np.float32),
+        "A B": np.array([1.0, 0.0, 0.0], dtype=np.float32),
+        "C": np.array([0.0, 1.0, 0.0], dtype=np.float32),
     }
     v = catalogs.composed_vectors([s, s], real)
     assert v.shape == (2, 3) and v.dtype == np.float32
