@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 import time
 import uuid
@@ -43,7 +44,9 @@ Record = tuple[str, str, dict | None]
 
 
 class RunError(RuntimeError):
-    pass
+    """A run failed; ``partial`` holds the figures measured before (set by run_once)."""
+
+    partial: dict[str, Any] | None = None
 
 
 @dataclass
@@ -176,6 +179,7 @@ class ListReader:
         self.emitted_ms: dict[str, float] = {}  # ... -> the list's emitted_at (the job's clock)
         self.dead: set[str] = set()
         self.n_lists = 0
+        self.n_dlq = 0  # dead letters of either topic
         self.n_session_end = 0
         self.n_bad = 0
 
@@ -205,6 +209,7 @@ class ListReader:
                     if isinstance(rec.get("emitted_at"), int | float):
                         self.emitted_ms[tid] = float(rec["emitted_at"])
             else:
+                self.n_dlq += 1
                 with contextlib.suppress(ValueError, KeyError, TypeError):
                     self.dead.add(str(json.loads(json.loads(m.value())["raw"])["event_id"]))
 
@@ -292,6 +297,57 @@ def probe_records(records: list[Record], base_ms: int) -> tuple[list[Record], st
     ], first
 
 
+RECORDS_IN = "flink_taskmanager_job_task_operator_numRecordsIn"
+
+
+def prometheus_label(text: str) -> str:
+    """A label value as Flink's Prometheus reporter writes it (``-`` and others become ``_``)."""
+    return re.sub(r"[^a-zA-Z0-9_:]", "_", text)
+
+
+def records_into(samples, job_name: str, operator: str = "recommend") -> float:
+    """Records an operator of a job has received (both inputs, every subtask), from Prometheus
+    samples (streamrec.prometheus)."""
+    job, op = prometheus_label(job_name), prometheus_label(operator)
+    return sum(
+        s.value
+        for s in samples
+        if s.name == RECORDS_IN
+        and s.labels.get("job_name") == job
+        and s.labels.get("operator_name") == op
+    )
+
+
+def wait_for_catalog(
+    port: int, job_name: str, n: int, handle: JobHandle, deadline: float, abort: list[str]
+) -> None:
+    """Until the job's recommend operator has received ``n`` records (the catalog: no event
+    has been produced yet), read from its reporter on ``port``..``port + 9``."""
+    from streamrec import prometheus
+
+    last_check = 0.0
+    while True:
+        got = 0.0
+        for p in range(port, port + 10):
+            try:
+                got = max(got, records_into(prometheus.scrape(f"localhost:{p}", 2.0), job_name))
+            except (OSError, ValueError):
+                continue
+        if got >= n:
+            return
+        if abort:
+            raise RunError(abort[0])
+        now = time.monotonic()
+        if now - last_check > 2:
+            last_check = now
+            failed = handle.failure()
+            if failed:
+                raise RunError(f"the job stopped while reading the catalog: {failed}")
+        if now > deadline:
+            raise RunError(f"timeout: the catalog is not in after {got:,.0f} of {n:,} records")
+        time.sleep(1.0)
+
+
 def run_once(
     launcher,
     flags: list[str],
@@ -302,10 +358,16 @@ def run_once(
     out_dir: Path,
     catalog_checks: bool = False,
     tail: list[Record] | None = None,
+    catalog: list[Record] | None = None,
 ) -> dict[str, Any]:
     """Run the job (``launcher`` with ``flags`` plus the topic plumbing) on ``backlog`` then
     ``paced`` (and its unmeasured ``tail``, see :func:`paced_replay`); returns the run's figures
-    (see the module doc). RunError when it fails."""
+    (see the module doc). RunError when it fails.
+
+    ``catalog`` (new job only): catalog records produced before the job starts; the backlog is
+    produced once the recommend operator has received all of them (its ``numRecordsIn``, read
+    from the job's Prometheus reporter), and its clock starts then: ``catalog_load_s`` is the
+    time from the job's launch to that point."""
     from streamrec import replay as replay_mod
     from streamrec import topics as topics_mod
 
@@ -341,15 +403,25 @@ def run_once(
         plumbing += ["--embedding-store", opts.embedding_store]
     if catalog_checks:  # the new job's flag (the restore is only measured for it)
         plumbing += ["--savepoint-dir", str(out_dir / "savepoints")]
+    metrics_port = None
+    if catalog:  # the new job's flags: its metrics tell when the catalog is in
+        from streamrec import kafka_broker
+
+        metrics_port = kafka_broker.free_port()
+        plumbing += ["--metrics-port", str(metrics_port), "--job-name", run_id]
     flags = plumbing + list(flags)
     row: dict[str, Any] = {"topics": names}
-    t0 = time.monotonic()
-    produced = replay_mod.replay(
-        backlog, opts.bootstrap, names["events"], names["items"], progress=False
-    )
-    if produced["errors"]:
-        raise RunError(f"backlog replay: {produced['errors']} delivery errors")
-    row["backlog_replay_s"] = round(time.monotonic() - t0, 2)
+
+    def produce(records: list[Record], what: str) -> None:
+        t = time.monotonic()
+        done = replay_mod.replay(
+            records, opts.bootstrap, names["events"], names["items"], progress=False
+        )
+        if done["errors"]:
+            raise RunError(f"{what} replay: {done['errors']} delivery errors")
+        row[f"{what}_replay_s"] = round(time.monotonic() - t, 2)
+
+    produce(catalog or backlog, "catalog" if catalog else "backlog")
     reader = ListReader(opts.bootstrap, names, partitions)
     abort: list[str] = []
     holder: dict[str, JobHandle | None] = {"job": None}
@@ -371,6 +443,13 @@ def run_once(
             started_ms = time.time() * 1000
             handle = holder["job"] = launcher.start(flags, out_dir / "job.log")
             deadline = time.monotonic() + opts.timeout
+            if catalog:
+                n_catalog = sum(1 for k, _, _ in catalog if k == "items")
+                wait_for_catalog(metrics_port, run_id, n_catalog, handle, deadline, abort)
+                row["catalog_load_s"] = round(time.time() - started_ms / 1000, 1)
+                now = time.time() * 1000
+                produce(backlog, "backlog")
+                started_ms = now
             expected = list_event_ids(backlog)
             reader.wait_for(expected, handle, deadline, abort)
             backlog_ms = {k: v for k, v in reader.consumed_ms.items() if k in expected}
@@ -414,17 +493,21 @@ def run_once(
                     )
                 )
                 handle = holder["job"]
-            row.update({f"{k}_peak": v for k, v in _peaks(sampler).items()})
+    except RunError as e:
+        e.partial = row  # what was measured before it failed (RSS peaks, catalog load, ...)
+        raise
     finally:
+        row.update({f"{k}_peak": v for k, v in _peaks(sampler).items()})
         reader.close()
         job = holder["job"]
         if job is not None:
             job.stop()
         with contextlib.suppress(Exception):
             topics_mod.delete_topics(opts.bootstrap, list(names.values()))
-    row["n_lists"] = reader.n_lists
-    row["n_session_end_lists"] = reader.n_session_end
-    row["log"] = str(out_dir / "job.log")
+        row["n_lists"] = reader.n_lists
+        row["n_dead_letters"] = reader.n_dlq
+        row["n_session_end_lists"] = reader.n_session_end
+        row["log"] = str(out_dir / "job.log")
     return row
 
 

@@ -256,3 +256,23 @@ def test_rss_by_role_follows_the_process_tree():
         child.kill()
         child.wait()
     assert memory.rss_by_role([child.pid]) == {}  # gone
+
+
+def test_records_into_reads_the_reporters_labels():
+    from streamrec import prometheus
+
+    name = job_run.RECORDS_IN
+    text = "\n".join(
+        [
+            "# TYPE x gauge",
+            f'{name}{{job_name="bench_1_ab",operator_name="recommend",subtask_index="0",}} 700.0',
+            f'{name}{{job_name="bench_1_ab",operator_name="recommend",subtask_index="1",}} 300.0',
+            f'{name}{{job_name="bench_1_ab",operator_name="encode_items",subtask_index="0",}} 9.0',
+            f'{name}{{job_name="other_job",operator_name="recommend",subtask_index="0",}} 5.0',
+        ]
+    )
+    samples = prometheus.parse(text)
+    assert job_run.prometheus_label("bench-1-ab") == "bench_1_ab"
+    assert job_run.records_into(samples, "bench-1-ab") == 1000.0
+    assert job_run.records_into(samples, "bench-1-ab", "encode-items") == 9.0
+    assert job_run.records_into(samples, "nope") == 0.0
