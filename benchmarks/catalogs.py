@@ -178,7 +178,8 @@ def composed_vectors(sources: list[SyntheticTitle], parts: dict[str, np.ndarray]
     return v
 
 
-def _encoder(model: str | None):
+def encoder(model: str | None):
+    """The job's encoder (or ``model``) on the CPU, in large batches, without a cache."""
     from jobs.config import DEFAULT_MODEL
     from models.encoder import Encoder, resolve_model_dir
 
@@ -210,7 +211,7 @@ def fill_composed(
     skips texts it holds. Returns counts and timings."""
     from models.embedding_store import EmbeddingStore
 
-    enc = _encoder(model)
+    enc = encoder(model)
     t0 = time.perf_counter()
     reals = sorted(set(real_texts) | {s.prefix for s in sources} | {s.head for s in sources})
     with EmbeddingStore(store_dir, enc.model_id, enc.dim, read_only=False) as store:
@@ -246,7 +247,7 @@ def check_composed(
     """How close composed vectors come to the model's: for ``sample`` synthetic titles, the
     cosine between composed and exact vectors, and the share of the exact vector's 10 nearest
     real titles that the composed vector also ranks in its 10 nearest."""
-    enc = _encoder(model)
+    enc = encoder(model)
     reals = sorted(vocab)
     real_m = enc.encode(reals)
     sources = [st for _, st in zip(range(sample), synthetic_titles(vocab, seed), strict=False)]

@@ -3,6 +3,7 @@
     streamrec bench job                                   # everything (the lead's full run)
     streamrec bench job --only old,new                    # some variants only
     streamrec bench job --catalog-sizes 10000             # one catalog size only
+    streamrec bench job --only all --catalog-sizes 10000  # every variant and one size
     python -m benchmarks.job --events 2000 --paced-events 1000 --only new,loop --json out.json
 
 **Variants** (benchmarks.variants): ``old`` (the job before issue 9, from a temporary git
@@ -117,7 +118,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     a("--csv", type=Path, default=None, help="Online Retail CSV (.csv or .csv.xz)")
     a("--model", default=None, help="exported encoder (default: the job's)")
-    a("--only", type=parse_names, default=None, metavar="NAME[,NAME]", help="variants to run")
+    a(
+        "--only",
+        type=parse_names,
+        default=None,
+        metavar="NAME[,NAME]",
+        help="variants to run (all: every one; none: no variant)",
+    )
     a(
         "--variant",
         type=parse_variant,
@@ -260,7 +267,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def fill_store(records: list[Record], store: Path, model: str | None) -> None:
     """Encode the records' catalog texts the store lacks (``streamrec encode-catalog``'s code)."""
-    from benchmarks.catalogs import _encoder
+    from benchmarks.catalogs import encoder
     from models.embedding_store import EmbeddingStore
     from operators.events import InvalidRecord, item_from_dict
     from streamrec.encode_catalog import encode_catalog
@@ -270,7 +277,7 @@ def fill_store(records: list[Record], store: Path, model: str | None) -> None:
         if kind == "items" and value is not None:
             with contextlib.suppress(InvalidRecord, TypeError, ValueError):
                 items.append(item_from_dict(dict(value), key))
-    enc = _encoder(model)
+    enc = encoder(model)
     with EmbeddingStore(store, enc.model_id, enc.dim, read_only=False) as s:
         stats = encode_catalog(items, s, enc, out=open(os.devnull, "w"))  # noqa: SIM115
     if stats["encoded"]:

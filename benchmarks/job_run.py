@@ -2,18 +2,23 @@
 
 1. Fresh topics (events and lists with as many partitions as the run's parallelism).
 2. The backlog (contract records: items before the events naming them) is produced at full
-   speed *before* the job starts, so the job reads a true backlog.
+   speed *before* the job starts, so the job reads a true backlog. With a synthetic ``catalog``
+   (catalog sizes), the catalog goes first instead, and the backlog follows once the job's
+   recommend operator has received all of it (read from the job's Prometheus reporter).
 3. The job starts (a :mod:`benchmarks.launchers` launcher); every per-event list of the backlog
    is awaited (dead-lettered events are subtracted). Figures: steady lists/s and start-up
    (:func:`benchmarks.figures.throughput`), RSS by role (:mod:`benchmarks.memory`).
 4. Paced phase (optional): the next records are produced at ``paced_ratio`` x the measured
    lists/s while the job runs; latency is producer ``produce()`` time -> this process consuming
-   the event's list, for every paced event. With ``paced_time="wall"`` (default) each paced
-   record's ``ts`` is rewritten to continue the backlog's event time at wall-clock speed from
-   the moment it is produced, as in live traffic (event-time alignment then waits for the
-   watermark, i.e. the out-of-orderness bound, as it would in production); ``"original"`` keeps
-   the file's timestamps (years of event time pass in minutes).
-5. Catalog checks (optional, local jobs): the size of the first checkpoint completed after the
+   the event's list, for every paced event (and produce -> the list's ``emitted_at``, the job's
+   clock, without the sink). With ``paced_time="wall"`` (default) each paced record's ``ts`` is
+   rewritten to continue the backlog's event time at wall-clock speed from the moment it is
+   produced, as in live traffic (event-time alignment then waits for the watermark, i.e. the
+   out-of-orderness bound, as it would in production); ``"original"`` keeps the file's
+   timestamps (years of event time pass in minutes). A short unmeasured tail of events follows,
+   so that event time moves past the last measured ones. ``latency.csv`` in the run's folder
+   has every paced event's produce, emit and consume time.
+5. Catalog checks (optional, the new job): the size of the first checkpoint completed after the
    backlog (``--checkpoint-dir``), then stop with a savepoint, restart from it and measure the
    time from the restart to the list of a probe event produced at the restart.
 6. The job is stopped and the topics deleted, whatever happened.

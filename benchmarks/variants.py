@@ -116,7 +116,8 @@ def select(extra: list[Variant] | None, only: list[str] | None) -> list[Variant]
     """The variants to run, in order.
 
     No ``only``: the ``extra`` variants if any were given (as the benchmark always did), else
-    the built-in ones. With ``only``: those names, from the built-in and the extra variants.
+    the built-in ones. With ``only``: those names, from the built-in and the extra variants
+    (``all``: every one of them; ``none``: no variant).
     ValueError for an unknown name or a name defined twice.
     """
     extra = list(extra or [])
@@ -128,6 +129,10 @@ def select(extra: list[Variant] | None, only: list[str] | None) -> list[Variant]
     pool.update({v.name: v for v in extra})
     if only is None:
         return extra or list(BUILTIN)
+    if only == ["none"]:
+        return []
+    if "all" in only:  # every built-in variant and every extra one
+        only = [n for n in only if n != "all"] + list(pool)
     unknown = [n for n in only if n not in pool]
     if unknown:
         raise ValueError(f"unknown variant(s) {unknown}; known: {', '.join(pool)}")

@@ -49,3 +49,28 @@ def test_job_benchmark_two_variants(kafka_bootstrap, tiny_model_dir, tmp_path, c
     assert loop["rss_loop_mib_peak"] > 10 and "rss_jvm_mib_peak" not in loop
     assert {t["name"] for t in report["targets"]} >= {"new / loop lists/s (none)"}
     assert report["catalogs"] == []
+
+
+def test_job_benchmark_catalog_size(kafka_bootstrap, tiny_model_dir, tmp_path):
+    """One small synthetic catalog: loaded, backlog, checkpoint, savepoint and restore."""
+    if not paths.default_data_file().exists():
+        pytest.skip("no Online Retail file")
+    out = tmp_path / "bench.json"
+    rc = bench_job.main(
+        [
+            "--catalog-sizes", "300", "--catalog-embeddings", "exact", "--events", "200",
+            "--catalog-flags", "--checkpoint-interval 2000",
+            "--bootstrap-servers", kafka_bootstrap, "--model", str(tiny_model_dir),
+            "--embedding-store", str(tmp_path / "store"), "--out", str(tmp_path / "logs"),
+            "--timeout", "300", "--json", str(out),
+        ]
+    )  # fmt: skip
+    report = json.loads(out.read_text())
+    assert rc == 0, report
+    assert report["runs"] == []
+    (cat,) = report["catalogs"]
+    assert "error" not in cat and "restore_error" not in cat, cat
+    assert cat["size"] == 300 and cat["embeddings"] == "exact"
+    assert cat["lists"] == 200 and cat["lists_per_s"] > 0 and cat["catalog_load_s"] > 0
+    assert cat["checkpoint_mib"] > 0 and cat["savepoint_mib"] > 0
+    assert cat["restore_s"] > 0 and cat["rss_jvm_mib_peak"] > 100

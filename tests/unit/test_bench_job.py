@@ -124,6 +124,9 @@ def test_select_variants():
     extra = [Variant("mine", "local", "--align none")]
     assert select(extra, None) == extra  # --variant alone: just those (as before)
     assert [v.name for v in select(extra, ["loop", "mine", "old"])] == ["loop", "mine", "old"]
+    assert [v.name for v in select(extra, ["all"])] == names + ["mine"]
+    assert select(extra, ["none"]) == []
+    assert [v.name for v in select(None, ["loop", "all"])][:2] == ["loop", "old"]
     with pytest.raises(ValueError, match="unknown"):
         select(None, ["new", "nope"])
     with pytest.raises(ValueError, match="twice"):
