@@ -9,7 +9,7 @@ BENCHMARKS: dict[str, str] = {
     "burst": "a 10x burst over the job's maximum rate: memory (RSS) and lag recovery",
     "encoder": "PyTorch eager vs the ONNX encoder variants (CPU; GPU sweep where CUDA is usable)",
     "faults": "kill the TaskManager / Python workers at random points: lists lost, duplicated, changed",
-    "job": "job throughput on the local mini-cluster from a real broker, variants side by side",
+    "job": "old/new job, process/thread, parallelism 1/2, a plain-loop reference, catalog sizes",
     "parse": "microseconds per record of the Kafka record parsers (events, items, dead letters)",
     "quality": "baseline recommendation quality on the Online Retail file (no Kafka, no job)",
     "ranking": "cost of the ranking core per event, profile and world snapshot (no Flink)",

@@ -31,7 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "watch": ("streamrec.watch", "tail the recommendations topic readably"),
     "evaluate": ("streamrec.evaluate", "prequential evaluation of the job and baselines"),
     "demo": ("streamrec.demo", "broker + replay + job + watch, stops cleanly on Ctrl-C"),
-    "bench": ("benchmarks.cli", "benchmarks (encoder)"),
+    "bench": ("benchmarks.cli", "benchmarks (encoder, job, parse, quality)"),
 }
 
 
