@@ -174,8 +174,13 @@ class World:
         if ev.item_id is None or tw <= 0.0:
             return
         i = self.items.index.get(ev.item_id)
-        if i is None or not self.items.is_present(i):
-            return  # not in the catalog (yet, or any more): the world learns catalog items only
+        if i is None:
+            # never listed (yet): the world learns catalog items only, so its memory is bounded
+            # by the catalog. An item that was listed and then removed still learns: a tombstone
+            # has no time and applies at once, so "present" at this event's time would depend
+            # on when each task advanced (replicas and restores would differ); lists never show
+            # a removed item anyway.
+            return
         ctx = self.users.pop(ev.user_id, None)
         if ctx is None:
             ctx = UserContext(ev.ts, ev.session_id)

@@ -97,6 +97,16 @@ class SegmentScorer:
     def event(self, ev: Mapping[str, Any]) -> None:
         self.reference.event(ev)
         item, user, ts = ev.get("item_id"), ev["user_id"], int(ev["ts"])
+        if ev.get("type") == "forget_user":  # the user starts over: no list, no orders, no history
+            for per_user in (
+                self._current,
+                self._order,
+                self._orders_done,
+                self._mine,
+                self._before,
+            ):
+                per_user.pop(user, None)
+            return
         if item is not None:
             self._first_seen.setdefault(item, ts)
         if ev.get("type") != "purchase" or item is None:

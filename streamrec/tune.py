@@ -196,8 +196,9 @@ def collect(
             mine[1].add(ev.item_id)
             fresh = ev.ts - first_seen[ev.item_id] < FRESH_MS
             pairs.append((ref(cur), row(cur, t), ref(o[1]), row(o[1], t), o[2], fresh, repeat))
-        if ev.type == "forget_user":
-            in_force.pop(user, None)
+        if ev.type == "forget_user":  # the user starts over (as the protocol's Scorer does)
+            for per_user in (in_force, open_order, orders_done, this_order, bought_before):
+                per_user.pop(user, None)
         if own is not None:
             in_force[user] = own.value
 
@@ -347,6 +348,7 @@ def tune(
     start: RankingConfig | None = None,
     passes: int = 2,
     log=print,
+    progress=None,
 ) -> tuple[RankingConfig, dict]:
     """Coordinate search from ``start`` (default START) over SPACE; returns the best config."""
     config = start or start_config()
@@ -386,6 +388,8 @@ def tune(
                     best_j, config, best_s, changed = j, fitted, s, True
                     current = value
                     log(f"  -> kept {path} = {value}")
+                    if progress is not None:  # the best so far, for a run cut short
+                        progress(config, best_j)
         if not changed:
             break
     log("final weights (more sweeps)")
@@ -416,7 +420,15 @@ def main(argv: list[str] | None = None) -> int:
     if last >= parse_ts(TUNE_END + " 00:00:00"):  # never: load_records cuts at TUNE_END
         raise SystemExit(f"tune: data after {TUNE_END} in the tuning split")
     embed = cached_embedder(records)
-    config, info = tune(records, embed, passes=args.passes, log=lambda m: print(m, flush=True))
+
+    def progress(cfg: RankingConfig, j: float) -> None:
+        if args.out:
+            best = {"config": cfg.to_dict(), "objective": j, "partial": True}
+            args.out.with_suffix(".partial.json").write_text(json.dumps(best, indent=1))
+
+    config, info = tune(
+        records, embed, passes=args.passes, log=lambda m: print(m, flush=True), progress=progress
+    )
     out = {"config": config.to_dict(), **info, "split": [TUNE_START, TUNE_END]}
     text = json.dumps(out, indent=1, sort_keys=True)
     print(text)
