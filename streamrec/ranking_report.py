@@ -1,6 +1,7 @@
 """The ranking's report: the job's lists (offline driver) against every baseline, with ablations.
 
     python -m streamrec.ranking_report [--csv FILE] [--config ranking.json] [--out DIR]
+        [--model DIR] [--ablations content,collaborative,repeat,trending,content-only|none]
 
 For the job's configuration (RankingConfig defaults, tuned on the first three months only: see
 streamrec/tune.py), each ablation (without content, collaborative, repeat, trending) and every
@@ -220,11 +221,39 @@ def score_baselines(records, score_from: int) -> dict[str, dict[str, Any]]:
     return {b.name: s.result() for b, s in zip(bls, scorers, strict=True)}
 
 
+# ---- ablations ----------------------------------------------------------------------------------
+CONTENT_ONLY = "content-only"
+
+
+def parse_ablations(text: str) -> list[str]:
+    """``--ablations``: families (each run without it), ``content-only``, or ``none``."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if names == ["none"]:
+        return []
+    unknown = [n for n in names if n not in FAMILIES and n != CONTENT_ONLY]
+    if unknown:
+        raise SystemExit(
+            f"ranking_report: unknown ablation(s) {unknown}; known: {list(FAMILIES)}, "
+            f"{CONTENT_ONLY}, none"
+        )
+    return names
+
+
+def ablation_config(config: RankingConfig, ablation: str) -> RankingConfig:
+    if ablation == CONTENT_ONLY:
+        return config.without(*(f for f in FAMILIES if f != "content"))
+    return config.without(ablation)
+
+
+def ablation_label(ablation: str) -> str:
+    return "content only" if ablation == CONTENT_ONLY else f"without {ablation}"
+
+
 # ---- report -------------------------------------------------------------------------------------
 def markdown(report: dict[str, Any]) -> str:
     run = report["run"]
     rows = [("**job**", report["job"])]
-    rows += [(f"job without {f}", r) for f, r in report["ablations"].items()]
+    rows += [(f"job {ablation_label(a)}", r) for a, r in report["ablations"].items()]
     rows += [(name, r) for name, r in report["baselines"].items()]
     lines = [
         "# Ranking report (offline driver: the job's semantics, no Kafka or Flink)",
@@ -292,7 +321,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--csv", type=Path, default=paths.shared_data_file())
     p.add_argument("--config", type=Path, default=None, help="a RankingConfig JSON file")
     p.add_argument("--score-from", default=TUNE_END, help="first day of the rest (YYYY-MM-DD)")
-    p.add_argument("--no-ablations", action="store_true")
+    p.add_argument(
+        "--ablations",
+        default=",".join(FAMILIES),
+        help="runs besides the job, comma-separated: a signal family (the job without it), "
+        "'content-only' (every family but content off), or 'none' (default: every family)",
+    )
+    p.add_argument("--no-ablations", action="store_true", help="same as --ablations none")
+    p.add_argument("--model", default=None, help="the encoder (default: the job's default)")
     p.add_argument(
         "--baselines-from",
         type=Path,
@@ -311,7 +347,8 @@ def main(argv: list[str] | None = None) -> int:
     out = args.out or paths.PROJECT_ROOT / "reports" / f"ranking-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
     records = load_records(args.csv)
-    embed = cached_embedder(records)
+    ablations = [] if args.no_ablations else parse_ablations(args.ablations)
+    embed = cached_embedder(records, model=args.model) if args.model else cached_embedder(records)
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
     report: dict[str, Any] = {
         "run": {
@@ -333,12 +370,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     log("ranking_report: the job's lists")
     report["job"] = score_job(records, embed, config, score_from)
-    if not args.no_ablations:
-        for family in FAMILIES:
-            log(f"ranking_report: without {family}")
-            report["ablations"][family] = score_job(
-                records, embed, config.without(family), score_from
-            )
+    for ablation in ablations:
+        log(f"ranking_report: {ablation_label(ablation)}")
+        report["ablations"][ablation] = score_job(
+            records, embed, ablation_config(config, ablation), score_from
+        )
     if args.baselines_from:
         earlier = json.loads(args.baselines_from.read_text())
         same = (earlier["run"]["csv"], earlier["run"]["score_from"]) == (

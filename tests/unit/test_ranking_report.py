@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from operators.config import RankingConfig
 from streamrec.evaluation import score_records
 from streamrec.ranking_report import SEGMENTS, markdown, score_baselines, score_job
@@ -47,3 +49,19 @@ def test_job_and_baselines_are_scored_like_score_records_with_segments_that_add_
     md = markdown(report)
     assert "| **job** |" in md and "| job without content |" in md and "| item_knn |" in md
     assert len(SEGMENTS) == 7
+
+
+def test_ablations_parse_to_configs_with_the_named_families_off():
+    from operators.config import FAMILIES
+    from streamrec.ranking_report import ablation_config, ablation_label, parse_ablations
+
+    assert parse_ablations("none") == []
+    assert parse_ablations("repeat, content-only") == ["repeat", "content-only"]
+    with pytest.raises(SystemExit, match="unknown ablation"):
+        parse_ablations("repeat,colaborative")
+    base = RankingConfig()
+    only = ablation_config(base, "content-only")
+    assert only.disabled == frozenset(FAMILIES) - {"content"}
+    assert ablation_config(base, "repeat").disabled == {"repeat"}
+    assert ablation_label("content-only") == "content only"
+    assert ablation_label("trending") == "without trending"
