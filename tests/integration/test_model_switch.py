@@ -1,6 +1,7 @@
-"""Switching a running job to a new encoder, the documented way: run with model A, stop with a
-savepoint mid-stream, `streamrec encode-catalog` with model B (a tiny fine-tuned export, as CI
-ships one) into the embedding store, resume from the savepoint with `--model B`.
+"""Switching a running job to a new encoder, the documented way: run with model A on the first
+half of a stream, stop with a savepoint, `streamrec encode-catalog` with model B (a tiny
+fine-tuned export, as CI ships one) into the embedding store, resume from the savepoint with
+`--model B` while the second half comes in.
 
 Every list names one model; the lists before the switch name A, those after it name B, and
 each list after the switch is exactly the list of a job that only ever ran B (the same input,
@@ -11,15 +12,16 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import uuid
 
 import pytest
 from confluent_kafka import Consumer
 
-from benchmarks.faults import CLOSER, END_USER, write_inputs
+from benchmarks.faults import CLOSER, END_USER, LIST_TYPES, Inputs, write_inputs
 from jobs.config import JobConfig
 from models.manifest import read_manifest
-from streamrec import encode_catalog, evaluate, paths, topics
+from streamrec import encode_catalog, evaluate, paths, replay, topics
 from tests.integration.test_savepoint import Job, all_out, outputs, watch
 
 pytestmark = pytest.mark.integration
@@ -89,8 +91,35 @@ def test_switch_to_a_fine_tuned_model_mid_stream(
         evaluate.load_records(paths.sample_data_file(), max_events=EVENTS)
     )
     assert searches >= 5
+    # the first half of the stream (cut before an event), then the rest with end markers
+    events = [n for n, (kind, _, v) in enumerate(records) if kind == "events" and v]
+    cut = events[len(events) // 2]
+    first = [v for kind, _, v in records[:cut] if kind == "events" and v]
     tag = f"switch-{uuid.uuid4().hex[:6]}"
-    inputs = write_inputs(records, kafka_bootstrap, JobConfig().session_gap_ms, tag)
+    names = {"events": f"{tag}-events", "items": f"{tag}-items"}
+    topics.ensure_topics(kafka_bootstrap, {names["events"]: 2, names["items"]: 1},
+                         compacted={names["items"]})  # fmt: skip
+    replay.replay(records[:cut], kafka_bootstrap, names["events"], names["items"], progress=False)
+    ids = {e["event_id"] for e in first if e["type"] in LIST_TYPES}
+    part1 = Inputs(kafka_bootstrap, names["events"], names["items"], ids, cut)
+
+    # A on the first half, stopped with a savepoint once its lists have come out (those of
+    # events still held for event time, and the session ends, come after the switch)
+    out = outputs(f"{tag}-run", kafka_bootstrap)
+    (tmp_path / "run").mkdir()
+    job = Job(kafka_bootstrap, part1, out, model_a, tmp_path / "run" / "a.log")
+    try:
+        watch(kafka_bootstrap, out,
+              lambda seen, m, last: len(seen) >= len(ids) // 2 and time.monotonic() - last > 8,
+              job)  # fmt: skip
+    finally:
+        rc = job.terminate()
+    log = job.text()
+    found = re.search(r"^savepoint: (\S+)$", log, re.M)
+    assert rc == 0 and found, log[-3000:]
+
+    # the stream goes on while the job is stopped
+    inputs = write_inputs(records[cut:], kafka_bootstrap, JobConfig().session_gap_ms, tag)
 
     # the catalog embedded offline with B, from the items topic
     store = tmp_path / "embeddings"
@@ -98,30 +127,6 @@ def test_switch_to_a_fine_tuned_model_mid_stream(
                                 "--items-topic", inputs.items, "--store", str(store),
                                 "--model", str(model_b), "--device", "cpu"]) == 0  # fmt: skip
     with_store = ["--embedding-store", str(store)]
-
-    # the reference: a job that only ever ran B
-    ref_out = outputs(f"{tag}-ref", kafka_bootstrap)
-    (tmp_path / "ref").mkdir()
-    job = Job(kafka_bootstrap, inputs, ref_out, model_b, tmp_path / "ref" / "job.log", with_store)
-    try:
-        watch(kafka_bootstrap, ref_out, all_out, job)
-    finally:
-        job.terminate()
-    reference, dead = lists(kafka_bootstrap, ref_out)
-    assert reference and dead == 0
-
-    # A, stopped with a savepoint after about half of the lists (searches included)
-    out = outputs(f"{tag}-run", kafka_bootstrap)
-    (tmp_path / "run").mkdir()
-    job = Job(kafka_bootstrap, inputs, out, model_a, tmp_path / "run" / "a.log")
-    try:
-        watch(kafka_bootstrap, out, lambda seen, m, last: len(seen) >= len(inputs.event_ids) // 2,
-              job)  # fmt: skip
-    finally:
-        rc = job.terminate()
-    log = job.text()
-    found = re.search(r"^savepoint: (\S+)$", log, re.M)
-    assert rc == 0 and found, log[-3000:]
 
     # resumed with B: the driver says it switches, the tasks re-embed before they score
     job = Job(kafka_bootstrap, inputs, out, model_b, tmp_path / "run" / "b.log",
@@ -134,6 +139,17 @@ def test_switch_to_a_fine_tuned_model_mid_stream(
     assert "Traceback" not in log
     assert re.search(rf"^switching models: .* built with {re.escape(id_a)} .* runs "
                      rf"{re.escape(id_b)} .* vectors of the new model", log, re.M), log[-3000:]  # fmt: skip
+
+    # the reference: a job that only ever ran B, on the whole stream
+    ref_out = outputs(f"{tag}-ref", kafka_bootstrap)
+    (tmp_path / "ref").mkdir()
+    job = Job(kafka_bootstrap, inputs, ref_out, model_b, tmp_path / "ref" / "job.log", with_store)
+    try:
+        watch(kafka_bootstrap, ref_out, all_out, job)
+    finally:
+        job.terminate()
+    reference, dead = lists(kafka_bootstrap, ref_out)
+    assert reference and dead == 0
 
     got, dead = lists(kafka_bootstrap, out)
     assert dead == 0
