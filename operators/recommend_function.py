@@ -211,10 +211,13 @@ class Recommend(KeyedBroadcastProcessFunction):
                 s.model_dir, provider=s.device, batch_size=s.encoder_batch_size, cache_size=0
             )
             if s.embedding_store:
-                from models.embedding_store import EmbeddingStore
+                from models.embedding_store import EmbeddingStore, StoreError
 
-                store = EmbeddingStore(s.embedding_store, encoder.model_id, encoder.dim)
-                encoder.attach_store(store)
+                try:
+                    store = EmbeddingStore(s.embedding_store, encoder.model_id, encoder.dim)
+                    encoder.attach_store(store)
+                except StoreError as e:  # the store only saves work: the encoder does it all
+                    log.warning("recommend task %d: %s; re-embedding without it", self.subtask, e)
             world, stats = reembed_world(self.rec.world, encoder.encode, s.dim)
         except (OSError, RuntimeError, ValueError) as e:  # StoreError, ManifestError
             self._refuse(f"the restored state was built with {old_model}; re-embedding it with "
