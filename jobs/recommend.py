@@ -144,13 +144,17 @@ def write_state_info(folder: str, manifest: dict) -> None:
         log.warning("could not write %s into %s: %s", STATE_INFO, path, e)
 
 
-def check_restore_path(restore: str, manifest: dict) -> None:
-    """SystemExit (one line) when the savepoint or checkpoint at ``restore`` was written with
-    another model, or by a newer job (as far as its STATE_INFO tells; without one, the tasks
-    check: they refuse to score with a world of another model)."""
+def check_restore_path(
+    restore: str, manifest: dict, embedding_store: str | None = None
+) -> str | None:
+    """SystemExit (one line) when the savepoint or checkpoint at ``restore`` was written by a
+    newer job, as far as its STATE_INFO tells. When it was built with another model than
+    ``manifest``'s, the job switches models (operators.model_switch): returns what it will do,
+    for the driver to print (None: the same model, or nothing recorded: then the tasks find
+    out from the state itself and switch all the same)."""
     path = _local_path(restore)
     if path is None:
-        return
+        return None
     if path.name == "_metadata":
         path = path.parent
     if not path.exists():
@@ -160,24 +164,49 @@ def check_restore_path(restore: str, manifest: dict) -> None:
         if info_file.is_file():
             break
     else:
-        return
+        return None
     try:
         info = json.loads(info_file.read_text())
     except (OSError, ValueError) as e:
         raise SystemExit(f"--from-savepoint {restore}: unreadable {info_file}: {e}") from None
     ours = state_info(manifest)
-    if (info.get("model_id"), info.get("dim")) != (ours["model_id"], ours["dim"]):
-        raise SystemExit(
-            f"--from-savepoint {restore}: its state was built with model {info.get('model_id')} "
-            f"(dim {info.get('dim')}), not {ours['model_id']} (dim {ours['dim']}); resume with "
-            "that model's folder as --model, or start without --from-savepoint"
-        )
     newer = [k for k in ours if k.endswith("_schema") and int(info.get(k, 0)) > ours[k]]
     if newer:
         raise SystemExit(
             f"--from-savepoint {restore}: written by a newer job ({', '.join(newer)} "
             f"{[info[k] for k in newer]} > {[ours[k] for k in newer]}); resume with that version"
         )
+    if (info.get("model_id"), info.get("dim")) == (ours["model_id"], ours["dim"]):
+        return None
+    return (
+        f"switching models: the state at {restore} was built with {info.get('model_id')} "
+        f"(dim {info.get('dim')}); this job runs {ours['model_id']} (dim {ours['dim']}). "
+        "Before it scores anything, every recommend task re-embeds the restored catalog with "
+        f"the new model ({_store_note(embedding_store, ours)}); each user's search queries are "
+        "re-embedded when the user is next scored; the behaviour model is kept. Lists name "
+        f"{ours['model_id']} from the first one on."
+    )
+
+
+def _store_note(embedding_store: str | None, ours: dict) -> str:
+    """Where the re-embedded catalog's vectors come from, for the switch message."""
+    if not embedding_store:
+        return (
+            "no --embedding-store: every item text goes through the encoder; "
+            "`streamrec encode-catalog --model NEW --store DIR` and --embedding-store DIR "
+            "reuse vectors computed offline"
+        )
+    from models.embedding_store import EmbeddingStore, StoreError
+
+    try:
+        with EmbeddingStore(embedding_store, ours["model_id"], ours["dim"]) as store:
+            n = len(store)
+    except StoreError as e:
+        return f"the embedding store is unusable ({e}): every item text goes through the encoder"
+    return (
+        f"{n:,} vectors of the new model in the embedding store {embedding_store}; "
+        "texts it lacks go through the encoder"
+    )
 
 
 def environment(cfg: JobConfig) -> StreamExecutionEnvironment:
@@ -343,6 +372,10 @@ def settings(cfg: JobConfig) -> RecommendSettings:
         max_future_ms=cfg.max_future_ms,
         state_ttl_days=cfg.state_ttl_days,
         blas_threads=cfg.blas_threads,
+        embedding_store=str(Path(cfg.embedding_store).expanduser().resolve())
+        if cfg.embedding_store
+        else None,
+        encoder_batch_size=cfg.encoder_batch_size,
     )
 
 
@@ -430,7 +463,9 @@ def main(argv: list[str] | None = None) -> int:
     cfg = parse_args(argv)
     _, manifest = resolve_model(cfg.model)  # before anything starts: a bad model is one line
     if cfg.from_savepoint:
-        check_restore_path(cfg.from_savepoint, manifest)
+        switch = check_restore_path(cfg.from_savepoint, manifest, cfg.embedding_store)
+        if switch is not None:
+            print(switch, flush=True)
     # a parent that ran PyFlink in-process (loopback workers, e.g. a test session) leaves this
     # set; this process is a job driver and must be able to start its own gateway
     os.environ.pop("PYFLINK_GATEWAY_DISABLED", None)

@@ -33,3 +33,33 @@ def make_tiny_bert(dir: Path, *, seed: int = 0) -> Path:  # noqa: A002 - the doc
     model.save_pretrained(dir)
     tokenizer.save_pretrained(dir)
     return dir
+
+
+def make_tiny_finetuned(dir: Path, *, steps: int = 6) -> Path:  # noqa: A002
+    """The tiny BERT of :func:`make_tiny_bert` (seed 0) fine-tuned for ``steps`` steps with
+    ``streamrec train-encoder`` on the committed sample's first days, exported (fp32, validated)
+    with ``streamrec export-model`` as CI ships one: returns the export folder (model id
+    ``tiny-bert-ft-onnx-fp32@...``). About a minute on 2 cores."""
+    import lzma
+
+    from models import export
+    from streamrec import paths, train_encoder
+
+    dir = Path(dir)
+    dir.mkdir(parents=True, exist_ok=True)
+    csv = dir / "retail-sample-head.csv"
+    with lzma.open(paths.sample_data_file(), "rt", encoding="utf-8") as f:
+        days = tuple(f",2010-12-0{d} " for d in "123")
+        csv.write_text(
+            "".join(line for n, line in enumerate(f) if n == 0 or any(map(line.__contains__, days)))
+        )
+    base = make_tiny_bert(dir / TINY_BERT_NAME)
+    run = dir / "run"
+    args = ["--csv", str(csv), "--start", "2010-12-01", "--end", "2010-12-04", "--base", str(base)]
+    args += ["--out", str(run), "--steps", str(steps), "--batch-size", "16", "--max-length", "16"]
+    if train_encoder.main([*args, "-q"]) != 0:
+        raise RuntimeError(f"train-encoder failed (see {run})")
+    out = dir / "tiny-bert-ft-fp32"
+    if export.main(["--checkpoint", str(run / "checkpoint"), "--out", str(out), "-q"]) != 0:
+        raise RuntimeError("export-model failed")
+    return out

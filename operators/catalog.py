@@ -12,14 +12,19 @@ before t).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from dataclasses import MISSING, dataclass
 
 import numpy as np
 
 
 @dataclass(frozen=True, slots=True)
 class CatalogEntry:
-    """One catalog update: an item version with its embedding (what the encoder emits)."""
+    """One catalog update: an item version with its embedding (what the encoder emits).
+
+    ``text`` is the text the embedding is of (``operators.events.Item.text``) when it is not
+    the title alone (None: the title): a model switch embeds it again (operators.model_switch).
+    """
 
     item_id: str
     embedding: bytes  # float32, L2-normalised, little-endian
@@ -27,9 +32,31 @@ class CatalogEntry:
     available: bool = True
     price: float | None = None
     ts: int | None = None
+    text: str | None = None
 
     def vector(self) -> np.ndarray:
         return np.frombuffer(self.embedding, dtype="<f4")
+
+    @property
+    def embedded_text(self) -> str:
+        return self.title if self.text is None else self.text
+
+    # pickled as the list of its fields (as a frozen slotted dataclass is); an entry pickled
+    # before a field was added (logs and snapshots in Flink state) gets that field's default
+    def __getstate__(self) -> list:
+        return [getattr(self, name) for name in _ENTRY_FIELDS]
+
+    def __setstate__(self, state: list) -> None:
+        for name, value in zip(_ENTRY_FIELDS, state, strict=False):
+            object.__setattr__(self, name, value)
+        for name in _ENTRY_FIELDS[len(state) :]:
+            object.__setattr__(self, name, _ENTRY_DEFAULTS[name])
+
+
+_ENTRY_FIELDS = tuple(f.name for f in dataclasses.fields(CatalogEntry))
+_ENTRY_DEFAULTS = {
+    f.name: f.default for f in dataclasses.fields(CatalogEntry) if f.default is not MISSING
+}
 
 
 class ItemTable:
@@ -40,6 +67,7 @@ class ItemTable:
         self.ids: list[str] = []
         self.index: dict[str, int] = {}
         self.titles: list[str | None] = []
+        self.texts: list[str | None] = []  # the embedded text where it is not the title
         self._vectors = np.zeros((capacity, dim), dtype=np.float32)
         self._present = np.zeros(capacity, dtype=bool)
         self._visible = np.zeros(capacity, dtype=bool)
@@ -55,6 +83,7 @@ class ItemTable:
                 self._grow()
             self.ids.append(item_id)
             self.titles.append(None)
+            self.texts.append(None)
             self.index[item_id] = idx
         return idx
 
@@ -82,6 +111,7 @@ class ItemTable:
         self._present[idx] = True
         self._visible[idx] = bool(entry.available)
         self.titles[idx] = entry.title
+        self.texts[idx] = entry.text
         return idx, changed
 
     def remove(self, item_id: str) -> int | None:
@@ -93,6 +123,7 @@ class ItemTable:
         self._present[idx] = False
         self._visible[idx] = False
         self.titles[idx] = None
+        self.texts[idx] = None
         return idx
 
     @property
@@ -111,12 +142,19 @@ class ItemTable:
     def vector(self, idx: int) -> np.ndarray | None:
         return self._vectors[idx] if self._present[idx] else None
 
+    def text(self, idx: int) -> str | None:
+        """The text a present item's vector is of (None: not present)."""
+        if not self._present[idx]:
+            return None
+        return self.titles[idx] if self.texts[idx] is None else self.texts[idx]
+
     def state(self) -> dict:
         n = len(self.ids)
         return {
             "dim": self.dim,
             "ids": list(self.ids),
             "titles": list(self.titles),
+            "texts": list(self.texts),
             "vectors": self._vectors[:n].copy(),
             "present": self._present[:n].copy(),
             "visible": self._visible[:n].copy(),
@@ -129,6 +167,7 @@ class ItemTable:
         t.ids = list(s["ids"])
         t.index = {item_id: i for i, item_id in enumerate(t.ids)}
         t.titles = list(s["titles"])
+        t.texts = list(s.get("texts") or [None] * n)  # older snapshots: every text a title
         t._vectors[:n] = s["vectors"]
         t._present[:n] = s["present"]
         t._visible[:n] = s["visible"]

@@ -16,7 +16,10 @@ than this code is refused (:class:`StateVersionError`). When a change to Profile
 more than a default for a new field (a renamed field, a new meaning), bump the version here and
 add the step.
 
-Version 0 is what the job wrote before this module: bare pickled objects.
+Version 0 is what the job wrote before this module: bare pickled objects. Version 2 of
+``profile`` records the encoder (``model``: its model id) the profile's query vectors come
+from; a profile of another model (or of version 1, which did not record it: unknown) has its
+queries embedded again before it is scored (operators.model_switch).
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from operators.events import Event
 from operators.user_profile import Profile
 from operators.world_store import StateVersionError
 
-PROFILE_VERSION = 1
+PROFILE_VERSION = 2
 HELD_VERSION = 1
 
 _PROFILE_FIELDS = tuple(f.name for f in dataclasses.fields(Profile))
@@ -43,6 +46,7 @@ class UserState:
 
     profile: Profile
     ttl_timer: int | None = None  # the event-time timer that expires the profile, if set
+    model: str | None = None  # the model id of the profile's query vectors (None: unknown)
 
 
 def _profile_v0(stored: Profile) -> dict:
@@ -52,6 +56,11 @@ def _profile_v0(stored: Profile) -> dict:
         "profile": {k: getattr(stored, k) for k in _PROFILE_FIELDS if hasattr(stored, k)},
         "ttl_timer": None,
     }
+
+
+def _profile_v1(stored: dict) -> dict:
+    """Version 1 -> version 2: the model of the query vectors was not recorded."""
+    return {**stored, "v": 2, "model": None}
 
 
 def _held_v0(stored: tuple) -> dict:
@@ -65,7 +74,7 @@ def _held_v0(stored: tuple) -> dict:
 
 
 # version -> the step to the next version (applied until the current one)
-PROFILE_UPGRADES: dict[int, Callable[[Any], dict]] = {0: _profile_v0}
+PROFILE_UPGRADES: dict[int, Callable[[Any], dict]] = {0: _profile_v0, 1: _profile_v1}
 HELD_UPGRADES: dict[int, Callable[[Any], dict]] = {0: _held_v0}
 
 
@@ -92,6 +101,7 @@ def pack_user(state: UserState) -> dict:
         "v": PROFILE_VERSION,
         "profile": {k: getattr(p, k) for k in _PROFILE_FIELDS},
         "ttl_timer": state.ttl_timer,
+        "model": state.model,
     }
 
 
@@ -100,7 +110,8 @@ def unpack_user(stored: Any) -> UserState | None:
     if stored is None:
         return None
     doc = _upgraded(stored, PROFILE_VERSION, PROFILE_UPGRADES, "profile")
-    return UserState(_build(Profile, _PROFILE_FIELDS, doc["profile"]), doc.get("ttl_timer"))
+    profile = _build(Profile, _PROFILE_FIELDS, doc["profile"])
+    return UserState(profile, doc.get("ttl_timer"), doc.get("model"))
 
 
 def pack_held(event: Event, created: int | None) -> dict:

@@ -11,6 +11,12 @@ item vectors, behaviour model; operators.world), applied in event-time order and
 broadcast state (operators.world_store), so any task scores any user against the same model, as
 of the event's time, at any parallelism and after any restore.
 
+Model switch: resumed from a savepoint with another ``--model`` than the one its state was
+built with, each task re-embeds the restored world with its model (operators.model_switch;
+catalog texts from ``--embedding-store`` first, the encoder for the rest) before it scores
+anything, and a user's search queries when their profile is first read (the profile records
+its model). Every list names the model it was scored with.
+
 Timers (event time, per user): one at each held event's ts (release), one at last event +
 session gap (the user's list for the next visit, ``trigger: session_end``); a processing-time
 timer bounds the hold when event time stands still (``max_wait_ms``).
@@ -78,6 +84,8 @@ class RecommendSettings:
     state_ttl_days: float = 90.0
     blas_threads: int = 1
     compact_every: int = 20_000
+    embedding_store: str | None = None  # catalog vectors by model (streamrec encode-catalog)
+    encoder_batch_size: int = 64  # texts per model call when the restored world is re-embedded
 
 
 class Recommend(KeyedBroadcastProcessFunction):
@@ -171,9 +179,7 @@ class Recommend(KeyedBroadcastProcessFunction):
         if not self._world_ready:
             self._world_ready = True
             snapshot, updates = self.store.restore(broadcast_state.items(), self._decode)
-            refusal = self.store.refusal()
-            if refusal is not None:
-                self._refuse(refusal)
+            old_model = self.store.switch_from()
             if self.refused is not None:
                 return self.rec.world  # left empty: nothing of the restored state is used
             if snapshot is not None:
@@ -187,7 +193,69 @@ class Recommend(KeyedBroadcastProcessFunction):
                     "yes" if snapshot is not None else "no",
                     len(updates),
                 )
+            if old_model is not None:
+                self._switch_world(old_model)
         return self.rec.world
+
+    def _switch_world(self, old_model: str) -> None:
+        """The restored world was built with ``old_model``: re-embed it with this task's model
+        (all or nothing), before anything is scored; refuse to score if that fails."""
+        from models.encoder import Encoder
+        from operators.model_switch import reembed_world
+
+        s = self.s
+        t0 = time.perf_counter()
+        encoder = store = None
+        try:
+            encoder = Encoder(
+                s.model_dir, provider=s.device, batch_size=s.encoder_batch_size, cache_size=0
+            )
+            if s.embedding_store:
+                from models.embedding_store import EmbeddingStore, StoreError
+
+                try:
+                    store = EmbeddingStore(s.embedding_store, encoder.model_id, encoder.dim)
+                    encoder.attach_store(store)
+                except StoreError as e:  # the store only saves work: the encoder does it all
+                    log.warning("recommend task %d: %s; re-embedding without it", self.subtask, e)
+            world, stats = reembed_world(self.rec.world, encoder.encode, s.dim)
+        except (OSError, RuntimeError, ValueError) as e:  # StoreError, ManifestError
+            self._refuse(f"the restored state was built with {old_model}; re-embedding it with "
+                         f"{s.model_id} failed: {e}")  # fmt: skip
+            return
+        finally:
+            if store is not None:
+                store.close()
+        self.rec.use_world(world)
+        self.store.switched()
+        log.info(
+            "recommend task %d switched from model %s to %s (dim %d): %d items and %d waiting "
+            "catalog updates re-embedded (%d texts, %d from the embedding store %s) in %.1fs",
+            self.subtask,
+            old_model,
+            s.model_id,
+            s.dim,
+            stats.items,
+            stats.pending,
+            stats.texts,
+            encoder.stats.store_hits,
+            s.embedding_store or "(none)",
+            time.perf_counter() - t0,
+        )
+
+    def _user(self) -> UserState | None:
+        """The current user's state, its query vectors of this task's model: a profile of
+        another model (a switch; None: unknown) has its queries embedded again."""
+        user = unpack_user(self.profiles.value())
+        if user is None or user.model == self.s.model_id:
+            return user
+        from operators.model_switch import reembed_queries
+
+        p = user.profile
+        if p.queries:
+            p.queries = reembed_queries(p.queries, lambda q: self.queries.encode([q])[0])
+        user.model = self.s.model_id
+        return user
 
     def _decode(self, kind: str, payload: bytes):
         return decode_update(kind, payload, self.s.max_future_ms)
@@ -316,7 +384,7 @@ class Recommend(KeyedBroadcastProcessFunction):
                 return
             yield from self._release(None, ctx)  # max-wait: everything held goes now
             return
-        user = unpack_user(self.profiles.value())
+        user = self._user()
         profile = None if user is None else user.profile
         if profile is not None and profile.last_ts is not None:
             if profile.last_ts + self.gap == timestamp:
@@ -353,7 +421,7 @@ class Recommend(KeyedBroadcastProcessFunction):
         qvec = None
         if event.type == "search" and event.query:
             qvec = self.queries.encode([event.query])[0]
-        user = unpack_user(self.profiles.value())
+        user = self._user()
         before = None if user is None else user.profile
         key = event.user_id.encode("utf-8")
         timers = ctx.timer_service()
@@ -364,7 +432,7 @@ class Recommend(KeyedBroadcastProcessFunction):
             yield from self._session_end(user, old_end, event.user_id, ctx)
             timers.delete_event_time_timer(old_end)
             old_end = None
-            user = unpack_user(self.profiles.value())  # with the timer the session end set
+            user = self._user()  # with the timer the session end set
         self._advance(event.ts)
         profile, out = self.rec.on_event(before, event, qvec)
         if profile is None:  # forget_user: erase the user's profile and timers, emit a tombstone
@@ -377,7 +445,7 @@ class Recommend(KeyedBroadcastProcessFunction):
                 timers.delete_event_time_timer(user.ttl_timer)
             yield Row(key, None)
             return
-        user = UserState(profile, None if user is None else user.ttl_timer)
+        user = UserState(profile, None if user is None else user.ttl_timer, self.s.model_id)
         self.profiles.update(pack_user(user))
         new_end = self._session_end_at(profile)
         if new_end != old_end:
@@ -391,7 +459,7 @@ class Recommend(KeyedBroadcastProcessFunction):
     def _session_end(self, user: UserState, at_ts: int, user_id: str, ctx):
         self._advance(at_ts)
         profile, out = self.rec.on_session_end(user.profile, at_ts)
-        user = UserState(profile, user.ttl_timer)
+        user = UserState(profile, user.ttl_timer, self.s.model_id)
         if self.ttl_ms and profile.last_ts is not None:
             # the profile expires this long after the user's last event (one timer per user)
             expiry = profile.last_ts + self.ttl_ms

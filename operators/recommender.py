@@ -37,6 +37,7 @@ from operators.world import World
 
 def catalog_entry(item: Item, embedding: np.ndarray) -> CatalogEntry:
     """An item version with its embedding, as the world takes it."""
+    text = item.text()
     return CatalogEntry(
         item_id=item.item_id,
         embedding=np.ascontiguousarray(embedding, dtype="<f4").tobytes(),
@@ -44,6 +45,7 @@ def catalog_entry(item: Item, embedding: np.ndarray) -> CatalogEntry:
         available=item.available,
         price=item.price,
         ts=item.ts,
+        text=None if text == item.title else text,
     )
 
 
@@ -106,6 +108,10 @@ class Recommender:
                 "the world snapshot was taken with other world settings than this job's "
                 f"({world.config.world} / gap {world.config.session_gap_ms} ms)"
             )
+        self.use_world(world)
+
+    def use_world(self, world: World) -> None:
+        """Score against ``world`` from now on (a restored or re-embedded one)."""
         self.world = world
         self.ranker = Ranker(self.world, self.config, self.top_k)
 

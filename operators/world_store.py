@@ -19,8 +19,9 @@ continues bit for bit. The log is folded into a new snapshot every ``compact_eve
 (the log holds that user's events until then; the snapshot holds no trace of them). The world
 only ever sees the fields of an event it uses (:data:`WORLD_EVENT_FIELDS`): no query text.
 
-``meta`` names the encoder the world's vectors come from: a task never mixes two models (see
-:meth:`WorldStore.refusal`). Snapshots carry a schema version; :func:`upgrade` is the path for
+``meta`` names the encoder the world's vectors come from: a task never mixes two models. A task
+restored with another model re-embeds the world first (:meth:`WorldStore.switch_from`,
+operators.model_switch) and folds the old model's state away with its next update. Snapshots carry a schema version; :func:`upgrade` is the path for
 older ones.
 """
 
@@ -83,6 +84,7 @@ class WorldStore:
     forgets: list[tuple[float, int]] = field(default_factory=list)
     meta: dict = field(default_factory=dict)  # as restored (empty: nothing was there)
     _meta_written: bool = False
+    _fold: bool = False  # fold at the next update (after a model switch)
 
     def _meta(self, bound: float, folded: int) -> dict:
         return {
@@ -111,8 +113,10 @@ class WorldStore:
     def due(self, bound: float = -math.inf, applied: int = 0) -> bool:
         """Time to fold: the log is long, or a forget_user that the world has applied (``bound``
         and ``applied``: the world's) still has its user's events in the log."""
-        return len(self.logged) >= self.compact_every or any(
-            self._applied(f, bound, applied) for f in self.forgets
+        return (
+            self._fold
+            or len(self.logged) >= self.compact_every
+            or any(self._applied(f, bound, applied) for f in self.forgets)
         )
 
     @staticmethod
@@ -132,6 +136,7 @@ class WorldStore:
         self.logged.clear()
         self.forgets = [f for f in self.forgets if not self._applied(f, bound, applied)]
         self._meta_written = True
+        self._fold = False
         return [(SNAPSHOT, snapshot), (META, self._meta(bound, len(folded)))], folded
 
     def restore(
@@ -171,17 +176,22 @@ class WorldStore:
         ``applied`` count (they are added to it again, and applied again)."""
         self.forgets = [(ts, applied) for ts, _ in self.forgets]
 
-    def refusal(self) -> str | None:
-        """Why this task must not use the restored world: it was built with another encoder
-        (its vectors and this task's query vectors would be mixed in one score)."""
+    def switch_from(self) -> str | None:
+        """The model the restored world was built with, when it is not this task's (model id
+        or dimension): the task must re-embed it before it scores (operators.model_switch)
+        and then call :meth:`switched`. None: nothing restored, or the same model."""
         model, dim = self.meta.get("model_id"), self.meta.get("dim")
         if model is None or (model == self.model_id and dim == self.dim):
             return None
-        return (
-            f"the restored state was built with model {model} (dim {dim}); this job runs "
-            f"{self.model_id} (dim {self.dim}): resume with --model {model}, or start without "
-            "the savepoint"
-        )
+        return f"{model} (dim {dim})"
+
+    def switched(self) -> None:
+        """The restored world was re-embedded with this task's model: the next update folds
+        the whole log, of the old model's entries, into a snapshot of the new world (with meta
+        naming the new model), so the state never holds the two models' vectors at once. Until
+        then it holds the old world, whole, under the old model's name."""
+        self.meta = {**self.meta, "model_id": self.model_id, "dim": self.dim}
+        self._fold = True
 
 
 def advance(world, t: float) -> int:

@@ -26,3 +26,12 @@ def tiny_model_dir(tmp_path_factory):
     out = root / "tiny-bert-fp32"
     export_model(checkpoint, out, variant="fp32", name="tiny-bert")
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_finetuned_model_dir(tmp_path_factory):
+    """The tiny BERT fine-tuned for a few steps on a small sample (streamrec train-encoder) and
+    exported (streamrec export-model), as CI runs the job with a fine-tuned model."""
+    from models.testing import make_tiny_finetuned
+
+    return make_tiny_finetuned(tmp_path_factory.mktemp("tiny-ft"))

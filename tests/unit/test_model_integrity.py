@@ -1,5 +1,6 @@
 """Model integrity at submit: the driver verifies the model file before anything starts, and
-refuses to resume state built with another model (jobs.recommend); one-line errors, no JVM."""
+says how it switches models when resuming state built with another one, and refuses state of
+a newer job (jobs.recommend); one-line errors, no JVM."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from jobs.recommend import STATE_INFO, check_restore_path, resolve_model, state_info
@@ -44,20 +46,34 @@ def test_the_job_command_fails_in_one_line_without_starting_flink(corrupted_mode
     assert "Traceback" not in run.stderr + run.stdout
 
 
-def test_resuming_state_of_another_model_is_refused(tiny_model_dir, tmp_path):
+def test_resuming_state_of_another_model_switches_and_a_newer_job_is_refused(
+    tiny_model_dir, tmp_path
+):
     _, manifest = resolve_model(str(tiny_model_dir))
     job = tmp_path / "ckpt" / "0123abcd"
     (job / "chk-7").mkdir(parents=True)
     (job / "chk-7" / "_metadata").write_bytes(b"")
     info = state_info(manifest)
     (job / STATE_INFO).write_text(json.dumps(info))
-    check_restore_path(str(job / "chk-7"), manifest)  # the same model: fine
-    check_restore_path((job / "chk-7" / "_metadata").as_uri(), manifest)
+    assert check_restore_path(str(job / "chk-7"), manifest) is None  # the same model
+    assert check_restore_path((job / "chk-7" / "_metadata").as_uri(), manifest) is None
 
+    # another model (and dimension): the job switches, and says how
     (job / STATE_INFO).write_text(json.dumps({**info, "model_id": "minilm@deadbeef", "dim": 384}))
-    with pytest.raises(SystemExit, match="built with model minilm@deadbeef") as e:
-        check_restore_path(str(job / "chk-7"), manifest)
-    assert "\n" not in str(e.value)
+    switch = check_restore_path(str(job / "chk-7"), manifest)
+    assert switch.startswith("switching models:") and "\n" not in switch
+    assert "built with minilm@deadbeef (dim 384)" in switch
+    assert f"runs {manifest['model_id']} (dim {manifest['dim']})" in switch
+    assert "no --embedding-store" in switch
+    from models.embedding_store import EmbeddingStore
+
+    store = tmp_path / "store"
+    with EmbeddingStore(store, manifest["model_id"], manifest["dim"], read_only=False) as s:
+        s.put_many(["a", "b"], np.eye(2, manifest["dim"], dtype=np.float32))
+    switch = check_restore_path(str(job / "chk-7"), manifest, str(store))
+    assert f"2 vectors of the new model in the embedding store {store}" in switch
+    switch = check_restore_path(str(job / "chk-7"), manifest, str(tmp_path / "nowhere"))
+    assert "embedding store is unusable" in switch
 
     (job / STATE_INFO).write_text(json.dumps({**info, "world_schema": info["world_schema"] + 1}))
     with pytest.raises(SystemExit, match="newer job"):

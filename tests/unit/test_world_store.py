@@ -87,7 +87,7 @@ def test_compaction_folds_the_whole_log_into_the_snapshot():
     assert snapshot == b"world@3"
     assert updates == [("event", 3), ("event", 4)]
     assert again.logged == {"t/0/3", "t/0/4"}  # bookkeeping rebuilt: the next fold removes them
-    assert again.refusal() is None
+    assert again.switch_from() is None
 
 
 def test_state_of_a_newer_schema_is_refused_with_a_clear_error():
@@ -102,18 +102,18 @@ def test_schema_1_logs_are_upgraded():
     store = WorldStore(model_id=MODEL, dim=DIM)
     _, updates = store.restore(state.items(), decode)
     assert sorted(updates) == [("event", n) for n in range(3)]
-    assert store.seq == 0 and store.refusal() is None  # no model recorded: nothing to refuse
+    assert store.seq == 0 and store.switch_from() is None  # no model recorded: no switch
     # an item logged by schema 1: a bare pickle, model unknown
     assert decode_update("item", pickle.dumps("entry")) == (None, "entry")
 
 
-def test_a_world_of_another_model_is_refused():
+def test_a_world_of_another_model_is_named_for_a_switch():
     store = WorldStore(model_id=MODEL, dim=DIM)
     state = dict(store.log_entry("t/0/0", "event", b'{"n": 0}'))
     assert state[META]["model_id"] == MODEL  # recorded with the first update
     for other in (WorldStore(model_id="other@1111", dim=DIM), WorldStore(model_id=MODEL, dim=4)):
         other.restore(state.items(), decode)
-        assert "resume with --model" in other.refusal()
+        assert other.switch_from() == f"{MODEL} (dim {DIM})"  # see test_model_switch
 
 
 def test_the_world_never_sees_query_text_or_extra_fields():
