@@ -490,17 +490,19 @@ def main(argv: list[str] | None = None) -> int:
 def run_until_stopped(env: StreamExecutionEnvironment, cfg: JobConfig) -> int:
     """Run on the local mini-cluster until the job ends, or until SIGTERM / Ctrl-C: then stop it
     with a savepoint (``--savepoint-dir``) and print its path, for ``--from-savepoint``."""
-    client = env.execute_async(cfg.job_name)
-    _, manifest = resolve_model(cfg.model)
-    job_id = str(client.get_job_id())
-    write_state_info(f"{cfg.resolved_checkpoint_dir().rstrip('/')}/{job_id}", manifest)
     stop = []
 
     def _stop(signum, frame):
         stop.append(signum)
 
+    # before the submission: a stop that comes while the job is being submitted (or restored)
+    # still ends in a savepoint, never in the default handler's kill
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, _stop)
+    client = env.execute_async(cfg.job_name)
+    _, manifest = resolve_model(cfg.model)
+    job_id = str(client.get_job_id())
+    write_state_info(f"{cfg.resolved_checkpoint_dir().rstrip('/')}/{job_id}", manifest)
     result = client.get_job_execution_result()
     while not stop and not result.done():
         time.sleep(0.2)

@@ -248,9 +248,14 @@ def test_item_arriving_after_its_events_is_filled_in(kafka_bootstrap, job):
 
 def test_forget_user_emits_a_tombstone_and_clears_state(kafka_bootstrap, job):
     """After forget_user, the user is indistinguishable from someone new: the same event gets
-    the same list as a user never seen before (whatever the ranking makes of history)."""
-    u = f"forget-{uuid.uuid4().hex[:6]}"
-    fresh = f"fresh-{uuid.uuid4().hex[:6]}"
+    the same list as a user never seen before (whatever the ranking makes of history).
+
+    New users on the same task as the forgotten one see the same world; replicas on other tasks
+    may differ slightly after an earlier test's untimed catalog update (it applies at once, so
+    where it falls among in-flight events depends on each task's progress). Fixed user names
+    (the topics are this run's own) put some of four new users on the forgotten user's task."""
+    u = "forget-me"
+    fresh = [f"fresh-{n}" for n in range(4)]
     hour = 3600_000
     produce(
         kafka_bootstrap,
@@ -261,13 +266,13 @@ def test_forget_user_emits_a_tombstone_and_clears_state(kafka_bootstrap, job):
             event(f"{u}-2", u, "search", TS0 + 6 * hour + 1000, query="hand warmer"),
             event(f"{u}-3", u, "forget_user", TS0 + 6 * hour + 2000),
             event(f"{u}-4", u, "view", TS0 + 8 * hour, item_id="21730"),
-            event(f"{fresh}-0", fresh, "view", TS0 + 8 * hour, item_id="21730"),
-        ],
+        ]
+        + [event(f"{f}-0", f, "view", TS0 + 8 * hour, item_id="21730") for f in fresh],
     )
     recs = consume_until(
         kafka_bootstrap,
         job.topics["recs"],
-        lambda rs: len(event_lists(rs, u)) >= 5 and event_lists(rs, fresh),
+        lambda rs: len(event_lists(rs, u)) >= 5 and all(event_lists(rs, f) for f in fresh),
         timeout=120,
         on_poll=job.check_alive,
     )
@@ -280,5 +285,6 @@ def test_forget_user_emits_a_tombstone_and_clears_state(kafka_bootstrap, job):
         f"{u}-4",
     ]
     # a tombstone (key user_id, null value) in place of the forget_user event's list
-    (other,) = event_lists(recs, fresh)
-    assert seq[-1]["items"] == other["items"]
+    after = seq[-1]["items"]
+    assert all(i["reason"] != "bought before" for i in after)
+    assert after in [event_lists(recs, f)[0]["items"] for f in fresh]
