@@ -26,7 +26,7 @@ import numpy as np
 from operators.content import best_first
 
 LISTS = 1024  # cells (centroids)
-PROBE = 24  # cells scored per search
+PROBE = 16  # cells scored per search
 TRAIN_PER_LIST = 32  # training vectors per centroid (at most)
 TRAIN_STEPS = 8  # k-means steps
 MIN_KEYS = 20_000  # the index is built once the catalog reaches this many present items
