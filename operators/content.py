@@ -107,7 +107,7 @@ class ContentIndex:
         self._alive[key] = True
         self._size = max(self._size, key + 1)
         if self.ann is not None:
-            self.ann.add(key, vec)
+            self.ann.add(key, vec, self.rows())
         elif self.ann_min is not None and self._count >= self.ann_min:
             from operators.ann import IVFIndex
 

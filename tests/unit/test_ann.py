@@ -34,27 +34,42 @@ def searches(index: IVFIndex, rows: np.ndarray, queries) -> list:
     ]
 
 
-def test_results_depend_on_the_set_of_keys_not_on_the_order_of_updates():
-    rows = clustered(600)
-    keys = np.arange(400)
-    a = IVFIndex.build(keys, rows, lists=16, probe=4)
-    b = IVFIndex.from_state(a.state())
-    # a: keys 400..599 added in order, some removed and re-added; b: the same set, reversed
-    for k in range(400, 600):
-        a.add(k, rows[k])
-    for k in (450, 3, 599, 120):
-        a.remove(k)
-    for k in (3, 450):
-        a.add(k, rows[k])
-    for k in reversed(range(400, 600)):
-        if k not in (599, 120):
-            b.add(k, rows[k])
-    b.remove(120)
-    queries = list(range(0, 600, 7))
-    assert searches(a, rows, queries) == searches(b, rows, queries)
-    c = IVFIndex.from_state(a.state())  # a restore
-    assert searches(c, rows, queries) == searches(a, rows, queries)
-    assert a.cells[int(a.cell_of[3])].tolist().count(3) == 1  # re-added once
+def test_results_depend_on_the_updates_alone_and_survive_a_restore(monkeypatch):
+    monkeypatch.setattr(ann, "MAX_CELL", 40)  # cells split as keys arrive
+    rows = clustered(900)
+    a = IVFIndex.build(np.arange(300), rows, lists=8, probe=4)
+    assert a.n_cells > 8  # the build split oversized cells
+    b = IVFIndex.build(np.arange(300), rows, lists=8, probe=4)  # a replica
+
+    def updates(index, ks):
+        for k in ks:
+            if k % 7 == 3 and k > 300:
+                index.remove(k - 100)
+            index.add(k, rows[k], rows)
+
+    updates(a, range(300, 600))
+    updates(b, range(300, 600))
+    c = IVFIndex.from_state(a.state())  # a restore, mid-way
+    for index in (a, b, c):
+        updates(index, range(600, 900))
+    assert a.n_cells >= 30  # split while growing
+    queries = list(range(0, 900, 7))
+    assert searches(a, rows, queries) == searches(b, rows, queries) == searches(c, rows, queries)
+    for x in (b, c):
+        assert x.centroids.tobytes() == a.centroids.tobytes()
+        assert x.cell_of.tobytes() == a.cell_of.tobytes()
+    assert max(cell.size for cell in a.cells) <= 40
+    assert sorted(np.concatenate(a.cells).tolist()) == np.flatnonzero(a.cell_of >= 0).tolist()
+
+
+def test_identical_vectors_do_not_split_forever(monkeypatch):
+    monkeypatch.setattr(ann, "MAX_CELL", 10)
+    rows = np.tile(clustered(1), (200, 1))  # 200 copies of one vector
+    index = IVFIndex.build(np.arange(50), rows, lists=2, probe=2)
+    for k in range(50, 200):
+        index.add(k, rows[k], rows)
+    assert sum(cell.size for cell in index.cells) == 200
+    assert index.search(rows[0], 5, rows)[0].tolist() == [0, 1, 2, 3, 4]  # ties by key
 
 
 def test_building_twice_from_the_same_keys_gives_the_same_index():
