@@ -30,7 +30,7 @@ from operators.content import best_first
 
 LISTS = 1024  # cells of a new index
 PROBE = 16  # cells scored per search, at most
-BUDGET = 12_000  # rows scored per search: no further cell once reached
+BUDGET = 8_000  # rows scored per search: no further cell once reached
 MAX_CELL = 1024  # a cell with more members is split
 TRAIN_PER_LIST = 32  # training vectors per centroid (at most)
 TRAIN_STEPS = 8  # k-means steps (4 for a split)

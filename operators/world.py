@@ -13,8 +13,10 @@ arrives late (``ts`` below the bound) is applied at the next call.
 What it holds:
 
 - ``items`` (operators.catalog.ItemTable): interned ids, vectors, titles, visibility.
-- ``index`` (operators.content.ContentIndex) over present items' vectors, and ``text``
-  (TextNeighbours): each item's nearest items by text, maintained as items come and go.
+- ``index`` (operators.content.ContentIndex) over present items' vectors (it reads the table's:
+  one copy), exact below operators.ann.MIN_KEYS present items and approximate from there on
+  (operators.ann.IVFIndex, whose cells travel in the snapshot), and ``text`` (TextNeighbours):
+  each item's nearest items by text, maintained as items come and go.
 Events count for the behaviour model only when their item is in the catalog at their time (so
 memory is bounded by the catalog, not by whatever ids events name; a user's profile still keeps
 such items, and the contract's "filled in once the item arrives" holds for the profile).
