@@ -267,6 +267,33 @@ def check_composed(
     }
 
 
+def composed_catalog(
+    size: int, ts: int = 0, csv: Path | None = None, model: str | None = None
+) -> tuple[list[dict], np.ndarray]:
+    """``size`` synthetic items-topic values and their composed vectors ([size, dim] float32),
+    in memory: the exact vectors of the prefixes and heads come from the embedding store of
+    exact vectors (.runtime/embeddings; what is missing is encoded once), the composed ones are
+    computed here (a few seconds per million) and never stored."""
+    from models.embedding_store import EmbeddingStore
+
+    vocab = vocabulary(csv)
+    items, sources = synthetic_catalog(vocab, size, ts)
+    enc = encoder(model)
+    texts = sorted({s.prefix for s in sources} | {s.head for s in sources})
+    store_dir = paths.runtime_dir() / "embeddings"
+    with EmbeddingStore(store_dir, enc.model_id, enc.dim, read_only=False) as store:
+        got = store.get_many(texts)
+        todo = [t for t, v in zip(texts, got, strict=True) if v is None]
+        if todo:
+            store.put_many(todo, enc.encode(todo))
+            got = store.get_many(texts)
+    part = dict(zip(texts, got, strict=True))
+    vectors = np.empty((size, enc.dim), dtype=np.float32)
+    for start in range(0, size, 50_000):
+        vectors[start : start + 50_000] = composed_vectors(sources[start : start + 50_000], part)
+    return items, vectors
+
+
 # ---- CLI ------------------------------------------------------------------------------------
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(

@@ -1,6 +1,7 @@
 """Cost of the ranking core on the shared file: per event, per profile, per world snapshot.
 
     python -m benchmarks.ranking [--csv FILE] [--weeks W] [--config ranking.json] [--json]
+                                 [--catalog-size N | --catalog-sizes 10000,100000,1000000]
 
 Runs the job's semantics (streamrec.simulate: world updates in event-time order, on_event per
 event, on_session_end per closed session) over the file, one BLAS thread, with item embeddings
@@ -11,7 +12,17 @@ from the real default encoder (cached in the embedding store under .runtime). Pr
   by this process's CPU time (the machine is shared: CPU time is the steadier figure);
 - the parts: world work per event, on_event, on_session_end (per session end);
 - profile: pickled bytes (p50 / p95 / max over users) and one pickle round trip (us);
-- world snapshot: bytes, seconds to take, seconds to restore; sizes of its parts.
+- world snapshot: bytes, seconds to take, seconds to restore; sizes of its parts;
+- memory: this process's resident set after the run (and its peak, which includes the setup).
+
+``--catalog-size N`` first puts N synthetic items (benchmarks.catalogs, composed vectors) into
+the world, then runs the file's events and items as usual. The synthetic items are loaded in
+bulk (the table, the vector index and, from operators.ann.MIN_KEYS items on, its cells), not one
+by one: they get no text neighbour lists of their own (the real items, which arrive as usual,
+search all of them and enter their lists). Loading a million items one by one costs a text
+search each; that is the world's cost of a catalog update, not of an event.
+``--catalog-sizes`` runs each size in its own process (so each resident set is its own) one
+after the other and prints them side by side, with each figure's ratio to the first size's.
 """
 
 from __future__ import annotations
@@ -20,6 +31,7 @@ import argparse
 import json
 import os
 import pickle
+import resource
 import sys
 import time
 from pathlib import Path
@@ -48,6 +60,31 @@ class _Timer:
         return self.ns / 1000 / d if d else float("nan")
 
 
+def rss_bytes() -> int:
+    """This process's resident set now."""
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def preload_catalog(world, size: int) -> None:
+    """``size`` synthetic items (composed vectors) straight into the world's table and vector
+    index, present and available from the start (see the module doc)."""
+    from benchmarks.catalogs import composed_catalog
+    from operators.catalog import CatalogEntry
+
+    items, vectors = composed_catalog(size)
+    for it, vec in zip(items, vectors, strict=True):
+        world.items.upsert(
+            CatalogEntry(it["item_id"], vec.tobytes(), it["title"], True, it["price"], None)
+        )
+    del items, vectors
+    world.together.ensure(len(world.items))
+    index = world.index
+    index.add_present(np.flatnonzero(world.items.present))
+    if index.ann_min is not None and len(index) >= index.ann_min:
+        index.restore_ann(None, build=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     from threadpoolctl import threadpool_limits
 
@@ -63,7 +100,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weeks", type=float, default=None, help="first W weeks only")
     p.add_argument("--config", type=Path, default=None, help="a RankingConfig JSON file")
     p.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    p.add_argument(
+        "--catalog-size", type=int, default=0, help="N synthetic items in the world first"
+    )
+    p.add_argument("--catalog-sizes", default=None, help="comma-separated sizes, side by side")
+    p.add_argument("--json-file", type=Path, default=None, help="write the figures there")
     args = p.parse_args(argv)
+    if args.catalog_sizes:
+        return compare_sizes(args, argv if argv is not None else sys.argv[1:])
     if not args.csv.exists():
         print(f"benchmarks.ranking: no such file {args.csv}", file=sys.stderr)
         return 2
@@ -74,6 +118,12 @@ def main(argv: list[str] | None = None) -> int:
     n_events = sum(1 for k, _, _ in records if k == "events")
 
     rec = Recommender(embed.dim, embed.model_id, 10, config, clock=lambda: 0)
+    load_s = 0.0
+    if args.catalog_size:
+        t = time.perf_counter()
+        preload_catalog(rec.world, args.catalog_size)
+        load_s = time.perf_counter() - t
+    rss_loaded = rss_bytes()
     sim = Simulation(rec)
     world_t, event_t, end_t = _Timer(), _Timer(), _Timer()
     rec.world.advance_to = world_t.wrap(rec.world.advance_to)
@@ -93,9 +143,10 @@ def main(argv: list[str] | None = None) -> int:
         pickle.loads(pickle.dumps(pr))
     pickle_us = (time.perf_counter() - t) / max(1, len(profiles)) * 1e6
 
+    rss_run = rss_bytes()
     world = rec.world
     snaps, restores = [], []
-    for _ in range(3):
+    for _ in range(1 if args.catalog_size else 3):
         t = time.perf_counter()
         snap = world.snapshot()
         snaps.append(time.perf_counter() - t)
@@ -122,6 +173,12 @@ def main(argv: list[str] | None = None) -> int:
         "snapshot_bytes": len(snap),
         "snapshot_s": min(snaps),
         "restore_s": min(restores),
+        "catalog_size": args.catalog_size,
+        "catalog_load_s": load_s,
+        "ann": world.index.ann is not None,
+        "rss_after_load_bytes": rss_loaded,
+        "rss_after_run_bytes": rss_run,
+        "rss_peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
         "world_items": len(world.items),
         "world_cooccurrence_entries": len(world.together),
         "world_users": len(world.users),
@@ -140,10 +197,68 @@ def main(argv: list[str] | None = None) -> int:
         f"pickle round trip {pickle_us:.0f} us\n"
         f"  snapshot:    {len(snap) / 1e6:.1f} MB, {min(snaps):.2f} s to take, "
         f"{min(restores):.2f} s to restore ({len(world.items):,} items, "
-        f"{len(world.together):,} co-occurrence entries, {len(world.users):,} user contexts)"
+        f"{len(world.together):,} co-occurrence entries, {len(world.users):,} user contexts)\n"
+        f"  memory:      {rss_run / 2**30:.2f} GiB resident after the run "
+        f"({rss_loaded / 2**30:.2f} GiB after the catalog load, "
+        f"{figures['rss_peak_bytes'] / 2**30:.2f} GiB peak with setup and snapshots)"
+        + (
+            f"\n  catalog:     {args.catalog_size:,} synthetic items loaded in {load_s:.0f} s; "
+            f"vector search {'approximate (IVF)' if figures['ann'] else 'exact'}"
+            if args.catalog_size
+            else ""
+        )
     )
     if args.json:
         print(json.dumps(figures, indent=1))
+    if args.json_file:
+        args.json_file.write_text(json.dumps(figures, indent=1))
+    return 0
+
+
+COMPARED = (
+    ("us_per_event_cpu", "us/event CPU", "{:.0f}"),
+    ("us_per_event_wall", "us/event wall", "{:.0f}"),
+    ("world_us_per_event", "world us/event", "{:.0f}"),
+    ("on_event_us", "on_event us", "{:.0f}"),
+    ("rss_after_run_bytes", "RSS GiB", "{:.2f}"),
+    ("snapshot_bytes", "snapshot MB", "{:.0f}"),
+    ("snapshot_s", "snapshot s", "{:.1f}"),
+    ("restore_s", "restore s", "{:.1f}"),
+)
+
+
+def compare_sizes(args, argv: list[str]) -> int:
+    """Each of ``--catalog-sizes`` in a child process; a table of the figures and ratios."""
+    import subprocess
+    import tempfile
+
+    sizes = [int(x) for x in args.catalog_sizes.split(",")]
+    rest, skip = [], False
+    for a in argv:  # the same options, without the sizes
+        if skip:
+            skip = False
+        elif a in ("--catalog-sizes", "--json-file"):
+            skip = True
+        elif not a.startswith(("--catalog-sizes=", "--json-file=")):
+            rest.append(a)
+    runs = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in sizes:
+            out = Path(tmp) / f"{n}.json"
+            cmd = [sys.executable, "-m", "benchmarks.ranking", *rest, "--catalog-size", str(n)]
+            code = subprocess.call([*cmd, "--json-file", str(out)])
+            if code:
+                print(f"benchmarks.ranking: the run with {n:,} items failed", file=sys.stderr)
+                return code
+            runs.append(json.loads(out.read_text()))
+    scale = {"rss_after_run_bytes": 2**30, "snapshot_bytes": 1e6}
+    print("\ncatalog size      " + "".join(f"{n:>14,}" for n in sizes) + "   ratio last/first")
+    for key, label, fmt in COMPARED:
+        vals = [r[key] / scale.get(key, 1) for r in runs]
+        ratio = vals[-1] / vals[0] if vals[0] else float("nan")
+        print(f"{label:<18}" + "".join(f"{fmt.format(v):>14}" for v in vals) + f"   {ratio:.2f}x")
+    if args.json_file:
+        args.json_file.write_text(json.dumps(runs, indent=1))
     return 0
 
 

@@ -132,6 +132,11 @@ class ItemTable:
         return self._vectors[: len(self.ids)]
 
     @property
+    def present(self) -> np.ndarray:
+        """[items] bool view: in the catalog."""
+        return self._present[: len(self.ids)]
+
+    @property
     def visible(self) -> np.ndarray:
         """[items] bool view: present and available (recommendable)."""
         return self._visible[: len(self.ids)]

@@ -1,8 +1,9 @@
 """What the item texts say: vector search over the catalog, and each item's text neighbours.
 
 - :class:`ContentIndex`: nearest items to a vector by cosine (rows are unit vectors, so a dot
-  product). This is the one place that searches vectors; the implementation here is exact
-  (numpy over every row), a drop-in ANN index only has to keep ``add/remove/search``.
+  product). This is the one place that searches vectors: exact (numpy over every row) while the
+  catalog is small, approximate (operators.ann.IVFIndex, deterministic) from ``ann_min`` present
+  items on. It can read the vectors of the catalog's table (``rows``) instead of copying them.
 - :class:`TextNeighbours`: each item's ``m`` most similar items by text, computed when the item
   arrives (one search) and kept up to date as other items arrive or leave, so a per-event read
   is a dict lookup. This is the text prior that gives new and rare items neighbours before
@@ -13,6 +14,8 @@ key, so results do not depend on dict or set order.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 
@@ -54,14 +57,31 @@ def unpack_lists(packed: dict[str, np.ndarray]) -> dict[int, tuple[np.ndarray, n
 
 
 class ContentIndex:
-    """Exact cosine search over unit vectors, keyed by small non-negative integers."""
+    """Cosine search over unit vectors, keyed by small non-negative integers.
 
-    def __init__(self, dim: int, capacity: int = 1024):
+    ``rows``: a function giving the [keys, dim] matrix that holds each key's vector (the
+    catalog's table; :meth:`add` then only marks the key); without it the index keeps its own
+    copy. ``ann_min``: present keys from which searches go through an IVFIndex (None: never).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        capacity: int = 1024,
+        rows: Callable[[], np.ndarray] | None = None,
+        ann_min: int | None = None,
+    ):
         self.dim = dim
-        self._rows = np.zeros((capacity, dim), dtype=np.float32)
+        self._source = rows
+        self._rows = np.zeros((capacity if rows is None else 0, dim), dtype=np.float32)
         self._alive = np.zeros(capacity, dtype=bool)
         self._size = 0  # 1 + the highest key ever added
         self._count = 0
+        self.ann_min = ann_min
+        self.ann = None  # operators.ann.IVFIndex once the catalog has reached ann_min
+
+    def rows(self) -> np.ndarray:
+        return self._rows if self._source is None else self._source()
 
     def __len__(self) -> int:
         return self._count
@@ -70,28 +90,40 @@ class ContentIndex:
         return key < self._size and bool(self._alive[key])
 
     def add(self, key: int, vec: np.ndarray) -> None:
-        """Insert or replace the vector of ``key``."""
-        if key >= self._rows.shape[0]:
-            cap = max(2 * self._rows.shape[0], key + 1)
-            rows = np.zeros((cap, self.dim), dtype=np.float32)
-            rows[: self._size] = self._rows[: self._size]
+        """Insert or replace the vector of ``key`` (with ``rows``: ``vec`` is the row there)."""
+        if key >= self._alive.shape[0]:
+            cap = max(2 * self._alive.shape[0], key + 1)
             alive = np.zeros(cap, dtype=bool)
             alive[: self._size] = self._alive[: self._size]
-            self._rows, self._alive = rows, alive
+            self._alive = alive
+            if self._source is None:
+                rows = np.zeros((cap, self.dim), dtype=np.float32)
+                rows[: self._size] = self._rows[: self._size]
+                self._rows = rows
         if not self._alive[key]:
             self._count += 1
-        self._rows[key] = vec
+        if self._source is None:
+            self._rows[key] = vec
         self._alive[key] = True
         self._size = max(self._size, key + 1)
+        if self.ann is not None:
+            self.ann.add(key, vec, self.rows())
+        elif self.ann_min is not None and self._count >= self.ann_min:
+            from operators.ann import IVFIndex
+
+            self.ann = IVFIndex.build(np.flatnonzero(self._alive[: self._size]), self.rows())
 
     def remove(self, key: int) -> None:
         if key in self:
-            self._rows[key] = 0.0
+            if self._source is None:
+                self._rows[key] = 0.0
             self._alive[key] = False
             self._count -= 1
+            if self.ann is not None:
+                self.ann.remove(key)
 
     def vector(self, key: int) -> np.ndarray | None:
-        return self._rows[key] if key in self else None
+        return self.rows()[key] if key in self else None
 
     def search(
         self, vec: np.ndarray, n: int, exclude: int | None = None
@@ -99,12 +131,45 @@ class ContentIndex:
         """Keys and cosine similarities of the ``n`` items nearest to ``vec``, best first."""
         if n <= 0 or self._count == 0:
             return EMPTY_KEYS, EMPTY_SIMS
-        sims = self._rows[: self._size] @ np.asarray(vec, dtype=np.float32)
-        alive = self._alive[: self._size].copy()
-        if exclude is not None and exclude < self._size:
+        if self.ann is not None:
+            return self.ann.search(vec, n, self.rows(), exclude)
+        sims = self.rows()[: self._size] @ np.asarray(vec, dtype=np.float32)
+        alive = self._alive[: self._size]
+        if exclude is not None and exclude < self._size and alive[exclude]:
+            alive = alive.copy()
             alive[exclude] = False
         keys = np.flatnonzero(alive)
         return best_first(keys, sims[keys], n)
+
+    def add_present(self, keys: np.ndarray) -> None:
+        """With ``rows``: mark ``keys`` (ascending, not yet added) present at once, without
+        building the ANN (a restore; see :meth:`restore_ann`)."""
+        if self._source is None:
+            raise ValueError("add_present needs an index over the catalog's rows")
+        if keys.size == 0:
+            return
+        top = int(keys[-1]) + 1
+        if top > self._alive.shape[0]:
+            alive = np.zeros(max(2 * self._alive.shape[0], top), dtype=bool)
+            alive[: self._size] = self._alive[: self._size]
+            self._alive = alive
+        self._count += int(np.count_nonzero(~self._alive[keys]))
+        self._alive[keys] = True
+        self._size = max(self._size, top)
+
+    def state(self) -> dict | None:
+        """What a restore cannot rebuild from the vectors: the ANN's cells (None: exact)."""
+        return None if self.ann is None else self.ann.state()
+
+    def restore_ann(self, s: dict | None, build: bool = False) -> None:
+        """After re-adding the present keys: the ANN as :meth:`state` gave it (``build``: a new
+        one over the present keys)."""
+        from operators.ann import IVFIndex
+
+        if build:
+            self.ann = IVFIndex.build(np.flatnonzero(self._alive[: self._size]), self.rows())
+        else:
+            self.ann = None if s is None else IVFIndex.from_state(s)
 
 
 class TextNeighbours:

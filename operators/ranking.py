@@ -33,6 +33,7 @@ candidates under other weights (:meth:`Ranker.top`) without recomputing them.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import repeat
 from typing import NamedTuple
 
 import numpy as np
@@ -91,6 +92,18 @@ def _per_seed(
     return out
 
 
+def _unique_inverse(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``np.unique(k, return_inverse=True)`` for a 1-d int array, without its overheads."""
+    perm = k.argsort()
+    ks = k[perm]
+    first = np.empty(ks.size, dtype=bool)
+    first[:1] = True
+    np.not_equal(ks[1:], ks[:-1], out=first[1:])
+    inv = np.empty(ks.size, dtype=np.int64)
+    inv[perm] = np.cumsum(first) - 1
+    return ks[first], inv
+
+
 def _member(keys: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
     """keys[i] in sorted_set, for a small sorted set (cost O(len(keys) log len(set)))."""
     if sorted_set.size == 0:
@@ -104,6 +117,8 @@ class Ranker:
         self.world = world
         self.config = config
         self.top_k = top_k
+        self._on = {s: config.enabled(s) for s in SIGNALS}  # the config is frozen
+        self._weights = {t: self._weights_of(t) for t in ("event", "session_end")}
 
     # ---- seeds -------------------------------------------------------------------------------
     def seeds(self, p: Profile, mix: Mix) -> tuple[list[int], list[float]]:
@@ -129,8 +144,14 @@ class Ranker:
         return list(seeds), list(seeds.values())
 
     # ---- candidates --------------------------------------------------------------------------
-    def candidates(self, p: Profile, trigger: str, now: int) -> Candidates:
+    def candidates(
+        self, p: Profile, trigger: str, now: int, weights: np.ndarray | None = None
+    ) -> Candidates:
+        """The candidates of a list and their features. With ``weights`` (the ranking's), the
+        features that do not choose candidates and weigh zero (``similar``, ``bought``) are
+        left at 0: the scores, the lists and the reasons are the same, for less work."""
         cfg = self.config
+        on = self._on
         mix = cfg.mix(trigger)
         world = self.world
         items = world.items
@@ -144,9 +165,9 @@ class Ranker:
         # collab and text: neighbour lists of the seeds
         entries = (EMPTY_I, EMPTY_F, EMPTY_I, EMPTY_I)
         tables = []
-        if cfg.enabled("collab"):
+        if on["collab"]:
             tables.append((S_COLLAB, world.together.nb))
-        if cfg.enabled("text"):
+        if on["text"]:
             tables.append((S_TEXT, world.text.lists))
         if seeds and tables:
             ek, ev, es, ep = [], [], [], []
@@ -173,10 +194,9 @@ class Ranker:
                 vals.append(entries[1])
                 sigs.append(-1)  # signals given per entry
 
-        if cfg.enabled("repeat") and p.freq:
-            get = items.index.get
+        if on["repeat"] and p.freq:
             n = len(p.freq)
-            k = np.fromiter((get(it, -1) for it in p.freq), dtype=np.int64, count=n)
+            k = np.fromiter(map(items.index.get, p.freq, repeat(-1, n)), dtype=np.int64, count=n)
             freq = np.fromiter(p.freq.values(), dtype=np.float64, count=n)
             known = k >= 0
             bought = np.sort(k[known])
@@ -195,7 +215,7 @@ class Ranker:
                 index = items.index
                 masked = np.array(sorted({index.get(it, -1) for it in order}), dtype=np.int64)
 
-        if cfg.enabled("trending"):
+        if on["trending"]:
             k, s = world.trending.top_items(items.visible, cfg.candidates + masked.size)
             keys.append(k)
             vals.append(s)
@@ -203,7 +223,7 @@ class Ranker:
             present.add(S_TRENDING)
 
         queries: list[tuple[str, np.ndarray, float]] = []
-        if cfg.enabled("query") and p.queries:
+        if on["query"] and p.queries:
             pc = cfg.profile
             for ts, q, raw in p.queries:
                 vec = np.frombuffer(raw, dtype="<f4")
@@ -226,7 +246,7 @@ class Ranker:
             sig[: entries[0].size] = entries[2]
 
         # one aggregation for every signal: f[signal, item] = sum of values (rows contiguous)
-        u, inv = np.unique(k, return_inverse=True)
+        u, inv = _unique_inverse(k)
         m = u.size
         f = np.bincount(sig * m + inv, weights=v, minlength=N_SIGNALS * m)
         f = f.astype(np.float64, copy=False).reshape(N_SIGNALS, m)
@@ -254,11 +274,11 @@ class Ranker:
         if not keep.all():
             u, f = u[keep], f[:, keep]
 
-        if bought.size and cfg.enabled("bought"):
+        if bought.size and on["bought"] and (weights is None or weights[S_BOUGHT] != 0):
             f[S_BOUGHT] = _member(u, bought)
-        if cfg.enabled("trending") and u.size:  # every candidate's, against the top item's
+        if on["trending"] and u.size:  # every candidate's, against the top item's
             f[S_TRENDING] = world.trending.relative(u)
-        if cfg.enabled("similar") and u.size and seeds:
+        if on["similar"] and u.size and seeds and (weights is None or weights[S_SIMILAR] != 0):
             vecs = items.vectors
             user = seed_wa @ vecs[seeds]
             norm = float(np.linalg.norm(user))
@@ -269,6 +289,10 @@ class Ranker:
 
     # ---- ranking -----------------------------------------------------------------------------
     def weights(self, trigger: str) -> np.ndarray:
+        w = self._weights.get(trigger)
+        return self._weights_of(trigger) if w is None else w.copy()
+
+    def _weights_of(self, trigger: str) -> np.ndarray:
         cfg = self.config
         mix = cfg.mix(trigger)
         w = np.array([getattr(mix, s) if cfg.enabled(s) else 0.0 for s in SIGNALS])
@@ -287,14 +311,16 @@ class Ranker:
             kth = np.partition(total[rows], rows.size - k)[rows.size - k]
             rows = rows[total[rows] >= kth]
         ids = self.world.items.ids
-        idx = cands.idx
-        ranked = sorted(rows.tolist(), key=lambda r: (-total[r], ids[idx[r]]))[:k]
-        rows = np.array(ranked, dtype=np.int64)
+        names = [ids[i] for i in cands.idx[rows].tolist()]
+        keyed = zip((-total[rows]).tolist(), names, rows.tolist(), strict=True)
+        rows = np.array([r for *_, r in sorted(keyed)[:k]], dtype=np.int64)
         return rows, total[rows]
 
     def rank(self, p: Profile, trigger: str, now: int) -> list[Ranked]:
-        cands = self.candidates(p, trigger, now)
-        w = self.weights(trigger)
+        w = self._weights.get(trigger)
+        if w is None:
+            w = self._weights_of(trigger)
+        cands = self.candidates(p, trigger, now, w)
         rows, scores = self.top(cands, w)
         ids = self.world.items.ids
         reasons = self.reasons(cands, rows, w)

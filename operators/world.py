@@ -13,8 +13,10 @@ arrives late (``ts`` below the bound) is applied at the next call.
 What it holds:
 
 - ``items`` (operators.catalog.ItemTable): interned ids, vectors, titles, visibility.
-- ``index`` (operators.content.ContentIndex) over present items' vectors, and ``text``
-  (TextNeighbours): each item's nearest items by text, maintained as items come and go.
+- ``index`` (operators.content.ContentIndex) over present items' vectors (it reads the table's:
+  one copy), exact below operators.ann.MIN_KEYS present items and approximate from there on
+  (operators.ann.IVFIndex, whose cells travel in the snapshot), and ``text`` (TextNeighbours):
+  each item's nearest items by text, maintained as items come and go.
 Events count for the behaviour model only when their item is in the catalog at their time (so
 memory is bounded by the catalog, not by whatever ids events name; a user's profile still keeps
 such items, and the contract's "filled in once the item arrives" holds for the profile).
@@ -39,6 +41,7 @@ from typing import Any
 
 import numpy as np
 
+from operators.ann import MIN_KEYS as ANN_MIN_KEYS
 from operators.catalog import CatalogEntry, ItemTable
 from operators.config import DAY_MS, RankingConfig
 from operators.content import ContentIndex, TextNeighbours
@@ -78,7 +81,8 @@ class World:
         wc = self.config.world
         self.dim = dim
         self.items = ItemTable(dim)
-        self.index = ContentIndex(dim)
+        # over the table's vectors (one copy); approximate from ANN_MIN_KEYS present items on
+        self.index = ContentIndex(dim, rows=self._vectors, ann_min=ANN_MIN_KEYS)
         self.text = TextNeighbours(wc.text_neighbours, wc.text_probe)
         self.together = CoOccurrence(
             wc.co_half_life_days * DAY_MS,
@@ -143,6 +147,9 @@ class World:
             self.together.refresh(self.bound)
             self._expire_users()
         return n
+
+    def _vectors(self) -> np.ndarray:
+        return self.items.vectors
 
     @property
     def pending(self) -> int:
@@ -258,6 +265,7 @@ class World:
                     "arrivals": self._arrivals,
                     "buffer": self._buffer,
                     "items": self.items.state(),
+                    "index": self.index.state(),
                     "text": self.text.state(),
                     "together": self.together.state(),
                     "trending": self.trending.state(),
@@ -276,10 +284,12 @@ class World:
         w.bound, w.applied, w._arrivals = s["bound"], s["applied"], s["arrivals"]
         w._buffer = list(s["buffer"])
         w.items = ItemTable.from_state(s["items"])
-        for idx in range(len(w.items)):  # the exact index is rebuilt from the vectors
-            vec = w.items.vector(idx)
-            if vec is not None:
-                w.index.add(idx, vec)
+        # the index over the table's vectors: present keys, and the ANN's cells as they were
+        # (a snapshot without them, of an older version, builds them from the present keys)
+        w.index.add_present(np.flatnonzero(w.items.present))
+        w.index.restore_ann(s.get("index"))
+        if w.index.ann is None and w.index.ann_min is not None and len(w.index) >= w.index.ann_min:
+            w.index.restore_ann(None, build=True)
         w.text = TextNeighbours.from_state(s["text"])
         w.together = CoOccurrence.from_state(s["together"])
         w.trending = Trending.from_state(s["trending"])
