@@ -48,17 +48,17 @@ def _type_weights() -> dict[str, float]:
 class WorldConfig:
     co_half_life_days: float = 90.0  # decay of co-occurrence counts
     co_row_cap: int = 200  # co-occurring items kept per item
-    co_neighbours: int = 40  # neighbours per item in its list
-    co_alpha: float = 0.5  # asymmetric cosine exponent (0.5 = cosine, 1 = P(j | i))
+    co_neighbours: int = 80  # neighbours per item in its list
+    co_alpha: float = 0.7  # asymmetric cosine exponent (0.5 = cosine, 1 = P(j | i))
     co_refresh: float = 0.2  # recompute an item's neighbours when its row grew by this
-    co_shrink: float = 0.0  # similarity x co / (co + shrink): pairs seen in few orders count less
+    co_shrink: float = 2.0  # similarity x co / (co + shrink): pairs seen in few orders count less
     order_context: int = 50  # items of the current order a new item is paired with
-    order_distance_decay: float = 1.0  # pair weight per line further apart in the order
-    cross_weight: float = 0.0  # weight of pairs with the user's previous orders (0: off)
+    order_distance_decay: float = 0.8  # pair weight per line further apart in the order
+    cross_weight: float = 0.3  # weight of pairs with the user's previous orders (0: off)
     cross_orders: int = 1  # previous orders paired with
     cross_context: int = 30  # items of those orders paired with
     cross_window_days: float = 60.0  # previous orders older than this are not paired
-    trending_half_life_days: float = 7.0
+    trending_half_life_days: float = 2.0
     trending_dedup_days: float = 7.0  # a user counts once per item in this window
     trending_size: int = 200  # top list kept
     text_neighbours: int = 20  # text neighbours per item
@@ -73,7 +73,7 @@ class ProfileConfig:
     session_max: int = 50  # items of the current session kept
     orders_max: int = 5  # recent orders kept (their items: orders_items_max each)
     order_items_max: int = 50
-    repeat_half_life_days: float = 60.0  # decay of the repeat frequency (0: orders counted)
+    repeat_half_life_days: float = 1000.0  # decay of the repeat frequency (0: orders counted)
     repeat_max: int = 200  # distinct items in the repeat frequency
     query_max: int = 3
     query_window_ms: int = DAY_MS
@@ -98,16 +98,30 @@ class Mix:
     text_rarity: float = 10.0  # text weight h / (h + orders of the rarer item)
 
 
+# The defaults below (and WorldConfig's, ProfileConfig's) are frozen from `python -m
+# streamrec.tune` on 2010-12-01..2011-03-01 of the shared file only (one pass of its coordinate
+# search over the structural settings, each trial's two mixes fitted; Mix's own field defaults
+# are the search's hand-set start). Nothing after 2011-03-01 was looked at.
 def _event_mix() -> Mix:
-    return Mix()
+    return Mix(
+        trending=0.5,
+        text=0.02,
+        similar=2.0,
+        bought=0.05,
+        position_decay=0.45,
+        max_seeds=5,
+        text_rarity=30.0,
+    )
 
 
 def _session_end_mix() -> Mix:
     return Mix(
-        collab=0.3,
-        repeat=1.0,
-        trending=0.1,
-        text=0.05,
+        collab=0.0,
+        repeat=1.5,
+        trending=0.5,
+        text=0.1,
+        similar=0.3,
+        bought=0.2,
         position_decay=1.0,
         past_orders=2,
         mask_order=False,
