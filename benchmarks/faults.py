@@ -414,17 +414,23 @@ def main(argv: list[str] | None = None) -> int:
             bootstrap = stack.enter_context(
                 kafka_broker.running_broker(kafka_broker.free_port(), base / "kafka")
             )
-        flink_base = base / "flink"
-        rest_addr = flink_cluster.start(kafka_broker.free_port(), slots=2, base_dir=flink_base,
-                                        taskmanagers=1, extra=FAST_FAILOVER, timeout=300)  # fmt: skip
-        stack.callback(flink_cluster.stop, flink_base)
-        cluster = {
-            "rest": rest_addr, "base": flink_base, "env": flink_cluster.cluster_env(flink_base),
-            "checkpoint_ms": args.checkpoint_interval,
-        }  # fmt: skip
+
+        def fresh_cluster(name: str) -> dict:
+            # a cluster of its own per run: in thread mode a TaskManager that ran one Python job
+            # fails the next one (PEMJA: NoSuchFieldException loadedLibraryNames)
+            flink_base = base / f"flink-{name}"
+            rest_addr = flink_cluster.start(kafka_broker.free_port(), slots=2, base_dir=flink_base,
+                                            taskmanagers=1, extra=FAST_FAILOVER, timeout=300)  # fmt: skip
+            stack.callback(flink_cluster.stop, flink_base)
+            return {
+                "rest": rest_addr, "base": flink_base, "env": flink_cluster.cluster_env(flink_base),
+                "checkpoint_ms": args.checkpoint_interval,
+            }  # fmt: skip
+
         inputs = write_inputs(records, bootstrap, JobConfig().session_gap_ms,
                               f"faults-{uuid.uuid4().hex[:6]}")  # fmt: skip
         common = {"model": args.model, "rng": rng, "timeout": args.timeout, "quiet_s": quiet}
+        cluster = fresh_cluster("reference")
         ref = run_job("reference", cluster, inputs, extra=[], kill_target=None, kills=0, **common)
         print(f"[reference] {len(ref.lists)} lists ({sum(k[1] == 'session_end' for k in ref.lists)} "
               f"session-end) in {ref.seconds}s", flush=True)  # fmt: skip
@@ -436,6 +442,8 @@ def main(argv: list[str] | None = None) -> int:
             runs.append(("python-worker", ["--execution-mode", "process"], "python",
                          args.worker_kills))  # fmt: skip
         for name, extra, target, kills in runs:
+            flink_cluster.stop(cluster["base"])
+            cluster = fresh_cluster(name)
             run = run_job(name, cluster, inputs, extra=extra, kill_target=target, kills=kills,
                           **common)  # fmt: skip
             results.append(figures(run, ref, inputs.event_ids))
