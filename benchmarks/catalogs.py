@@ -184,7 +184,11 @@ def encoder(model: str | None):
     from models.encoder import Encoder, resolve_model_dir
 
     return Encoder(
-        resolve_model_dir(model or DEFAULT_MODEL), provider="cpu", batch_size=128, cache_size=0
+        resolve_model_dir(model or DEFAULT_MODEL),
+        provider="cpu",
+        batch_size=128,
+        cache_size=0,
+        exact_rows=False,  # synthetic vectors, built once into the store
     )
 
 

@@ -169,7 +169,9 @@ class OnnxEngine:
     def __init__(self, model_dir: Path, provider: str, threads: int | None):
         from models.encoder import Encoder
 
-        self.encoder = Encoder(model_dir, provider=provider, intra_op_threads=threads, cache_size=0)
+        self.encoder = Encoder(
+            model_dir, provider=provider, intra_op_threads=threads, cache_size=0, exact_rows=False
+        )
         self.name = self.encoder.variant
         self.model_id = self.encoder.model_id
         self.provider = self.encoder.provider

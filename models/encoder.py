@@ -157,6 +157,12 @@ class Encoder:
     ``batch_size``: texts per model call; texts are sorted by token length first so each batch
     pads little. ``intra_op_threads``: ONNX Runtime's intra-op threads (None: its default).
     ``cache_size``: LRU entries keyed by the exact text (0 disables the cache).
+    ``exact_rows`` (default): each text runs alone at its own token length, so its vector never
+    depends on what it was batched with. ONNX Runtime's kernels round differently for other batch
+    shapes (other padding, other rows: last-bit differences in most vectors, measured), and the
+    job's catalog batches depend on arrival timing, so two runs of the same input would otherwise
+    hold different vectors and emit different lists. It costs about 2.5x in CPU encoding
+    throughput; ``exact_rows=False`` batches by length buckets (benchmarks, throwaway vectors).
     ``store``: an on-disk :class:`models.embedding_store.EmbeddingStore` of this model, asked for
     texts the cache does not hold before they go to the model (see ``attach_store``).
     """
@@ -171,6 +177,7 @@ class Encoder:
         cache_size: int = 20000,
         verify_sha256: bool = True,
         store=None,
+        exact_rows: bool = True,
     ):
         import onnxruntime as ort
         from tokenizers import Tokenizer
@@ -190,6 +197,7 @@ class Encoder:
         self.input_names: list[str] = list(self.manifest["inputs"])
         self.output_name: str = self.manifest["output"]
         self.batch_size = int(batch_size)
+        self.exact_rows = bool(exact_rows)
         self.cache_size = max(0, int(cache_size))
         self.stats = EncoderStats()
         self._cache: OrderedDict[str, np.ndarray] = OrderedDict()
@@ -326,8 +334,9 @@ class Encoder:
         order = np.argsort(lengths, kind="stable")  # length buckets: little padding per batch
         result = np.empty((len(texts), self.dim), dtype=np.float32)
         use_tt = "token_type_ids" in self.input_names
-        for start in range(0, len(texts), self.batch_size):
-            idx = order[start : start + self.batch_size]
+        step = 1 if self.exact_rows else self.batch_size
+        for start in range(0, len(texts), step):
+            idx = order[start : start + step]
             width = max(1, int(lengths[idx].max()))
             ids = np.full((len(idx), width), self.pad_id, dtype=np.int64)
             mask = np.zeros((len(idx), width), dtype=np.int64)

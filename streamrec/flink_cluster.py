@@ -248,6 +248,15 @@ def overview(rest: str, timeout: float = 2.0) -> dict | None:
         return None
 
 
+def taskmanager_ids(rest: str, timeout: float = 2.0) -> set[str] | None:
+    """Ids of the TaskManagers registered now (REST ``/taskmanagers``), None if no answer."""
+    try:
+        with urllib.request.urlopen(f"http://{rest}/taskmanagers", timeout=timeout) as r:
+            return {tm["id"] for tm in json.loads(r.read()).get("taskmanagers", [])}
+    except (OSError, urllib.error.URLError, ValueError, KeyError, TypeError):
+        return None
+
+
 def _logs_tail(base_dir, lines: int = 30) -> str:
     log = _dirs(base_dir)[2]
     out = []
@@ -343,13 +352,14 @@ def _daemon_script(name: str, base_dir) -> subprocess.Popen:
 def add_taskmanager(base_dir: Path | str | None = None, timeout: float = 120) -> None:
     """Start one more TaskManager (e.g. after one was killed) and wait until it registered."""
     rest = address(base_dir)
-    before = (overview(rest) or {}).get("taskmanagers", 0)
+    # by id, not by count: a killed TaskManager may leave the list while the new one registers
+    before = taskmanager_ids(rest) or set()
     proc = _daemon_script("taskmanager.sh", base_dir)
     out, _ = proc.communicate(timeout=120)
     if proc.returncode != 0:
         raise ClusterError(f"taskmanager.sh start failed:\n{out}")
     deadline = time.monotonic() + timeout
-    while (overview(rest) or {}).get("taskmanagers", 0) <= before:
+    while not (taskmanager_ids(rest) or set()) - before:
         if time.monotonic() > deadline:
             raise ClusterError(f"the new TaskManager did not register\n{_logs_tail(base_dir)}")
         time.sleep(0.3)

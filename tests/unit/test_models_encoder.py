@@ -80,7 +80,7 @@ def test_cache_hits_and_duplicates(tiny):
     first = enc.encode(TEXTS + TEXTS[:2])  # two duplicates inside one call: encoded once
     s = enc.stats
     assert (s.cache_misses, s.cache_hits, s.sequences) == (len(TEXTS), 2, len(TEXTS))
-    assert s.batches == 3  # 9 unique texts, batches of 4
+    assert s.batches == len(TEXTS)  # 9 unique texts, each run alone (exact_rows)
     batches = s.batches
     again = enc.encode(list(reversed(TEXTS)))
     assert enc.stats.batches == batches  # nothing reached the model
@@ -104,9 +104,22 @@ def test_lru_eviction(tiny):
     assert enc.stats.cache_misses == misses + 1
 
 
+def test_a_texts_vector_never_depends_on_its_batch(tiny):
+    """Bit for bit: the job's catalog batches depend on arrival timing, its lists must not."""
+    enc = Encoder(tiny[1], provider="cpu", batch_size=3, cache_size=0)
+    alone = np.concatenate([enc.encode([t]) for t in TEXTS])
+    for batch in (TEXTS, TEXTS[::-1], TEXTS[1:] + TEXTS[:1]):
+        got = enc.encode(batch)
+        want = alone[[TEXTS.index(t) for t in batch]]
+        assert np.array_equal(got, want)
+    # length-bucketed batches (exact_rows=False) pad and block differently: close, not equal
+    fast = Encoder(tiny[1], provider="cpu", batch_size=3, cache_size=0, exact_rows=False)
+    np.testing.assert_allclose(fast.encode(TEXTS), alone, atol=2e-5)
+
+
 def test_bucketing_does_not_change_results(tiny):
     one_by_one = Encoder(tiny[1], provider="cpu", batch_size=1, cache_size=0)
-    bucketed = Encoder(tiny[1], provider="cpu", batch_size=3, cache_size=0)
+    bucketed = Encoder(tiny[1], provider="cpu", batch_size=3, cache_size=0, exact_rows=False)
     single = np.concatenate([one_by_one.encode([t]) for t in TEXTS])
     batched = bucketed.encode(TEXTS)
     np.testing.assert_allclose(batched, single, atol=2e-5)
