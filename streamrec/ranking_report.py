@@ -271,7 +271,7 @@ def markdown(report: dict[str, Any]) -> str:
             "| recommender | event | basket | event 1st | event 2-5 | event 6+ | basket 2-5 | "
             "basket 6+ | event fresh 7d | event repeat | event new | basket repeat | "
             "basket new |",
-            "|---" * 14 + "|",
+            "|---" * 13 + "|",
         ]
         for name, r in rows:
             e, b = r[period]["event"], r[period]["basket"]
