@@ -146,11 +146,20 @@ def rest(cluster: dict, path: str, method: str = "GET") -> Any:
     return json.loads(body) if body else None
 
 
-def job_restarts(cluster: dict, job_id: str) -> int | None:
-    """Flink's numRestarts of the job (REST: the job's metrics)."""
-    with contextlib.suppress(OSError, ValueError, KeyError, IndexError):
-        got = rest(cluster, f"/jobs/{job_id}/metrics?get=numRestarts")
-        return int(float(got[0]["value"]))
+def job_restarts(cluster: dict, job_id: str, wait_s: float = 20) -> int | None:
+    """Flink's numRestarts of the job (REST: the job's metrics; the JobManager's metric fetcher
+    answers [] until its first update, so this waits a little); else the number of failures in
+    the job's exception history (each one restarted it)."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        with contextlib.suppress(OSError, ValueError, KeyError, IndexError, TypeError):
+            got = rest(cluster, f"/jobs/{job_id}/metrics?get=numRestarts")
+            return int(float(got[0]["value"]))
+        if time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        return len(rest(cluster, f"/jobs/{job_id}/exceptions")["exceptionHistory"]["entries"])
     return None
 
 
