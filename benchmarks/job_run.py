@@ -54,6 +54,25 @@ class RunError(RuntimeError):
     partial: dict[str, Any] | None = None
 
 
+class AliveCheck:
+    """Called in a wait loop: RunError when another thread set an ``abort`` reason, or (checked
+    every 2 s) when the job has failed; returns the monotonic time."""
+
+    def __init__(self, handle: JobHandle, abort: list[str]):
+        self.handle, self.abort, self.last = handle, abort, 0.0
+
+    def __call__(self, stopped: str) -> float:
+        if self.abort:
+            raise RunError(self.abort[0])
+        now = time.monotonic()
+        if now - self.last > 2:
+            self.last = now
+            failed = self.handle.failure()
+            if failed:
+                raise RunError(f"{stopped}: {failed}")
+        return now
+
+
 @dataclass
 class RunOptions:
     bootstrap: str
@@ -223,19 +242,12 @@ class ListReader:
     ) -> None:
         """Until every id in ``expected`` has a list or a dead letter; RunError on timeout, job
         failure or ``abort`` (a reason set by another thread)."""
-        last_check = 0.0
+        alive = AliveCheck(handle, abort)
         while True:
             missing = expected - self.consumed_ms.keys() - self.dead
             if not missing:
                 return
-            if abort:
-                raise RunError(abort[0])
-            now = time.monotonic()
-            if now - last_check > 2:
-                last_check = now
-                failed = handle.failure()
-                if failed:
-                    raise RunError(f"the job stopped ({len(missing)} lists missing): {failed}")
+            now = alive(f"the job stopped ({len(missing)} lists missing)")
             if now > deadline:
                 raise RunError(
                     f"timeout: {len(missing)} of {len(expected)} lists missing; "
@@ -330,7 +342,7 @@ def wait_for_catalog(
     has been produced yet), read from its reporter on ``port``..``port + 9``."""
     from streamrec import prometheus
 
-    last_check = 0.0
+    alive = AliveCheck(handle, abort)
     while True:
         got = 0.0
         for p in range(port, port + 10):
@@ -340,14 +352,7 @@ def wait_for_catalog(
                 continue
         if got >= n:
             return
-        if abort:
-            raise RunError(abort[0])
-        now = time.monotonic()
-        if now - last_check > 2:
-            last_check = now
-            failed = handle.failure()
-            if failed:
-                raise RunError(f"the job stopped while reading the catalog: {failed}")
+        now = alive("the job stopped while reading the catalog")
         if now > deadline:
             raise RunError(f"timeout: the catalog is not in after {got:,.0f} of {n:,} records")
         time.sleep(1.0)

@@ -231,31 +231,27 @@ class ReferenceLoop:
         self.consumer.close()
 
 
+def _source(msg, now_ms: int, max_future_ms: int) -> dict:
+    """The parsers' keyword arguments for a consumed record: its coordinates and the clock."""
+    return {
+        "topic": msg.topic(),
+        "partition": msg.partition(),
+        "offset": msg.offset(),
+        "now_ms": now_ms,
+        "max_future_ms": max_future_ms,
+    }
+
+
 def _parse_event(msg, now_ms: int, max_future_ms: int):
     from operators.events import parse_event
 
-    return parse_event(
-        msg.value(),
-        topic=msg.topic(),
-        partition=msg.partition(),
-        offset=msg.offset(),
-        now_ms=now_ms,
-        max_future_ms=max_future_ms,
-    )
+    return parse_event(msg.value(), **_source(msg, now_ms, max_future_ms))
 
 
 def _parse_item(msg, now_ms: int, max_future_ms: int):
     from operators.events import parse_item
 
-    return parse_item(
-        msg.key(),
-        msg.value(),
-        topic=msg.topic(),
-        partition=msg.partition(),
-        offset=msg.offset(),
-        now_ms=now_ms,
-        max_future_ms=max_future_ms,
-    )
+    return parse_item(msg.key(), msg.value(), **_source(msg, now_ms, max_future_ms))
 
 
 def main(argv: list[str] | None = None) -> int:

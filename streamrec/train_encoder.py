@@ -517,6 +517,11 @@ def train(
         mininterval=2.0,
     )
     t0 = time.perf_counter()
+
+    def save() -> Path:
+        elapsed = train_seconds + time.perf_counter() - t0
+        return save_state(out, wrapper, optimizer, scheduler, step, losses, elapsed)
+
     try:
         while step < end:
             loss = train_step(
@@ -531,26 +536,10 @@ def train(
             bar.update(1)
             bar.set_postfix(loss=f"{np.mean(losses[-20:]):.3f}", refresh=False)
             if step % settings["save_every"] == 0 and step < end:
-                save_state(
-                    out,
-                    wrapper,
-                    optimizer,
-                    scheduler,
-                    step,
-                    losses,
-                    train_seconds + time.perf_counter() - t0,
-                )
+                save()
     except KeyboardInterrupt:
         bar.close()
-        path = save_state(
-            out,
-            wrapper,
-            optimizer,
-            scheduler,
-            step,
-            losses,
-            train_seconds + time.perf_counter() - t0,
-        )
+        path = save()
         log(f"train-encoder: interrupted at step {step}; state saved to {path}, rerun to continue")
         raise
     bar.close()

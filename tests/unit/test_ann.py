@@ -17,7 +17,7 @@ from operators.content import ContentIndex, TextNeighbours, best_first
 from operators.events import ItemRemoved
 from operators.world import World, _decode, _encode
 from tests.unit.streams import DIM, T0, embedder, random_records
-from tests.unit.test_world import updates_of
+from tests.unit.test_world import restored_midway, updates_of
 
 
 def clustered(n: int, dim: int = 16, centres: int = 20, seed: int = 0) -> np.ndarray:
@@ -118,26 +118,9 @@ def small_ann(monkeypatch):
 
 
 def test_a_world_with_the_ann_restores_and_continues_bit_identically(small_ann):
-    records, texts = random_records(seed=5)
-    ups = updates_of(records, embedder(texts))
-    times = sorted({u.ts for u in ups if getattr(u, "ts", None) is not None})
-
-    def run(world, updates, steps):
-        for u in updates:
-            world.add(u)
-        for t in steps:
-            world.advance_to(t)
-        return world
-
-    half, third, end = len(ups) // 2, len(times) // 3, [times[-1] + 1]
-    full = run(run(World(DIM), ups[:half], times[:third]), ups[half:], times[third:] + end)
+    full, first, restored = restored_midway()
     assert full.index.ann is not None
-    first = run(World(DIM), ups[:half], times[:third])
-    assert first.index.ann is not None  # the restore carries the cells
-    snap = first.snapshot()
-    restored = World.restore(snap)
-    assert restored.snapshot() == snap
-    run(restored, ups[half:], times[third:] + end)
+    assert first.index.ann is not None  # the restore carried the cells
     assert restored.snapshot() == full.snapshot()
 
 

@@ -78,8 +78,10 @@ def test_equal_updates_in_any_arrival_order_give_the_same_world():
     assert pickle.dumps(state_a) == pickle.dumps(state_b)
 
 
-def test_snapshot_and_restore_continue_bit_identically():
-    records, texts = random_records(seed=5)
+def restored_midway(seed: int = 5):
+    """A world fed every update (``full``), one fed the first half (``first``), and one restored
+    from ``first``'s snapshot then fed the rest (``restored``)."""
+    records, texts = random_records(seed=seed)
     ups = updates_of(records, embedder(texts))
     times = sorted({u.ts for u in ups if getattr(u, "ts", None) is not None})
 
@@ -98,6 +100,11 @@ def test_snapshot_and_restore_continue_bit_identically():
     assert restored.snapshot() == snap
     assert restored.pending > 0  # updates not applied yet travel in the snapshot
     run(restored, ups[half:], times[third:] + end)
+    return full, first, restored
+
+
+def test_snapshot_and_restore_continue_bit_identically():
+    full, _, restored = restored_midway()
     assert restored.snapshot() == full.snapshot()
 
 
