@@ -99,7 +99,12 @@ def written(draw, valid) -> bytes:
             return v  # JSON text drawn above (nesting, long numbers)
         if k == "ts" and type(v) is int and v < 2**53 and draw(st.booleans()):
             return draw(st.sampled_from([f"{v}.0", f"{v:.15e}", f"{float(v)!r}"]))
-        return json.dumps(v, ensure_ascii=ascii_only)
+        out = json.dumps(v, ensure_ascii=ascii_only)
+        try:
+            out.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: valid JSON only as a \u escape
+            out = json.dumps(v, ensure_ascii=True)
+        return out
 
     body = ("," + space).join(f"{name(k)}{space}:{space}{text(k, v)}" for k, v in pairs)
     return ("{" + space + body + space + "}").encode("utf-8")
