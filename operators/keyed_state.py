@@ -19,7 +19,10 @@ add the step.
 Version 0 is what the job wrote before this module: bare pickled objects. Version 2 of
 ``profile`` records the encoder (``model``: its model id) the profile's query vectors come
 from; a profile of another model (or of version 1, which did not record it: unknown) has its
-queries embedded again before it is scored (operators.model_switch).
+queries embedded again before it is scored (operators.model_switch). Version 3 records whether
+the list for the end of the user's current session has been emitted (``closed``), so that a
+session end is emitted exactly once whatever order its timer and the user's next event come in
+(state of version 2: unknown, and the watermark decides as it did then).
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from operators.events import Event
 from operators.user_profile import Profile
 from operators.world_store import StateVersionError
 
-PROFILE_VERSION = 2
+PROFILE_VERSION = 3
 HELD_VERSION = 1
 
 _PROFILE_FIELDS = tuple(f.name for f in dataclasses.fields(Profile))
@@ -47,6 +50,21 @@ class UserState:
     profile: Profile
     ttl_timer: int | None = None  # the event-time timer that expires the profile, if set
     model: str | None = None  # the model id of the profile's query vectors (None: unknown)
+    # the session-end list of the profile's current session has been emitted (None: unknown)
+    closed: bool | None = False
+
+    def session_end_pending(self, end: int, watermark: int) -> bool:
+        """Whether the list for the current session's end (at ``end``) is still to be emitted.
+
+        Its timer normally emits it. The user's next event emits it first when the event comes
+        before the timer: released early (``--max-wait``, ``--align none``), or, in process
+        mode, when timers registered while timers fire take effect only at the next watermark
+        (PyFlink sends them to the JVM asynchronously), so a later timer can fire first. Known
+        from ``closed``; for state of version 2 (unknown), from the watermark: the timer has
+        fired once event time has passed ``end``."""
+        if self.closed is None:
+            return watermark < end
+        return not self.closed
 
 
 def _profile_v0(stored: Profile) -> dict:
@@ -73,8 +91,17 @@ def _held_v0(stored: tuple) -> dict:
     }
 
 
+def _profile_v2(stored: dict) -> dict:
+    """Version 2 -> version 3: whether the session's end was emitted was not recorded."""
+    return {**stored, "v": 3, "closed": None}
+
+
 # version -> the step to the next version (applied until the current one)
-PROFILE_UPGRADES: dict[int, Callable[[Any], dict]] = {0: _profile_v0, 1: _profile_v1}
+PROFILE_UPGRADES: dict[int, Callable[[Any], dict]] = {
+    0: _profile_v0,
+    1: _profile_v1,
+    2: _profile_v2,
+}
 HELD_UPGRADES: dict[int, Callable[[Any], dict]] = {0: _held_v0}
 
 
@@ -102,6 +129,7 @@ def pack_user(state: UserState) -> dict:
         "profile": {k: getattr(p, k) for k in _PROFILE_FIELDS},
         "ttl_timer": state.ttl_timer,
         "model": state.model,
+        "closed": state.closed,
     }
 
 
@@ -111,7 +139,7 @@ def unpack_user(stored: Any) -> UserState | None:
         return None
     doc = _upgraded(stored, PROFILE_VERSION, PROFILE_UPGRADES, "profile")
     profile = _build(Profile, _PROFILE_FIELDS, doc["profile"])
-    return UserState(profile, doc.get("ttl_timer"), doc.get("model"))
+    return UserState(profile, doc.get("ttl_timer"), doc.get("model"), doc.get("closed"))
 
 
 def pack_held(event: Event, created: int | None) -> dict:

@@ -388,7 +388,8 @@ class Recommend(KeyedBroadcastProcessFunction):
         profile = None if user is None else user.profile
         if profile is not None and profile.last_ts is not None:
             if profile.last_ts + self.gap == timestamp:
-                yield from self._session_end(user, timestamp, ctx.get_current_key(), ctx)
+                if user.closed is not True:  # not emitted by the user's next event already
+                    yield from self._session_end(user, timestamp, ctx.get_current_key(), ctx)
             elif self.ttl_ms and profile.last_ts + self.ttl_ms == timestamp:
                 self.profiles.clear()
         yield from self._release(timestamp, ctx)
@@ -426,9 +427,13 @@ class Recommend(KeyedBroadcastProcessFunction):
         key = event.user_id.encode("utf-8")
         timers = ctx.timer_service()
         old_end = None if before is None else self._session_end_at(before)
-        if old_end is not None and old_end <= event.ts and timers.current_watermark() < old_end:
-            # the session closed before this event, but event time has not reached its timer
-            # (the event was released early: --max-wait, --align none): its list comes first
+        if (
+            old_end is not None
+            and old_end <= event.ts
+            and user.session_end_pending(old_end, timers.current_watermark())
+        ):
+            # the session closed before this event, whose timer has not emitted its list (see
+            # UserState.session_end_pending): that list comes first
             yield from self._session_end(user, old_end, event.user_id, ctx)
             timers.delete_event_time_timer(old_end)
             old_end = None
@@ -445,7 +450,8 @@ class Recommend(KeyedBroadcastProcessFunction):
                 timers.delete_event_time_timer(user.ttl_timer)
             yield Row(key, None)
             return
-        user = UserState(profile, None if user is None else user.ttl_timer, self.s.model_id)
+        # the event opens a session or extends it: its end is to come
+        user = UserState(profile, None if user is None else user.ttl_timer, self.s.model_id, False)
         self.profiles.update(pack_user(user))
         new_end = self._session_end_at(profile)
         if new_end != old_end:
@@ -459,7 +465,7 @@ class Recommend(KeyedBroadcastProcessFunction):
     def _session_end(self, user: UserState, at_ts: int, user_id: str, ctx):
         self._advance(at_ts)
         profile, out = self.rec.on_session_end(user.profile, at_ts)
-        user = UserState(profile, user.ttl_timer, self.s.model_id)
+        user = UserState(profile, user.ttl_timer, self.s.model_id, closed=True)
         if self.ttl_ms and profile.last_ts is not None:
             # the profile expires this long after the user's last event (one timer per user)
             expiry = profile.last_ts + self.ttl_ms

@@ -59,7 +59,8 @@ def test_held_events_round_trip():
 
 def test_state_written_before_versioning_is_upgraded():
     profile = a_profile()
-    assert unpack_user(through_flink(profile)) == UserState(profile, None)
+    # versions 0 to 2 recorded neither the model nor whether the session's end was emitted
+    assert unpack_user(through_flink(profile)) == UserState(profile, None, None, None)
     ev = Event("e1", "u1", "view", T0, item_id="x")
     assert unpack_held(through_flink((ev, None))) == (ev, None)
 
@@ -81,3 +82,20 @@ def test_state_of_a_newer_version_is_refused():
     held["v"] = HELD_VERSION + 1
     with pytest.raises(StateVersionError, match="schema version"):
         unpack_held(held)
+
+
+def test_version_2_state_leaves_the_session_end_to_the_watermark():
+    stored = through_flink(pack_user(UserState(a_profile(), T0 + 99, "m@1")))
+    stored = {k: v for k, v in stored.items() if k != "closed"} | {"v": 2}
+    user = unpack_user(stored)
+    assert user == UserState(a_profile(), T0 + 99, "m@1", None)
+    end = T0 + 1800_000
+    assert user.session_end_pending(end, watermark=end - 1)  # its timer has not fired
+    assert not user.session_end_pending(end, watermark=end)  # it has
+
+
+def test_a_recorded_session_end_decides_whatever_the_watermark():
+    end = T0 + 1800_000
+    for watermark in (end - 1, end, end + 1):
+        assert UserState(a_profile(), closed=False).session_end_pending(end, watermark)
+        assert not UserState(a_profile(), closed=True).session_end_pending(end, watermark)
