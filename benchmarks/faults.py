@@ -13,11 +13,17 @@ slots), submitted as on any cluster: ``flink run -py jobs/recommend.py --paralle
 2. ``taskmanager``: the TaskManager JVM is killed (``kill -9``) ``--kills`` times, at random
    points of the run (after a random share of the lists has come out, each after the job has
    recovered from the one before), and a new TaskManager is started each time;
-3. ``python-worker`` (``--execution-mode process``): a Python worker process of the
-   TaskManager is killed ``--worker-kills`` times, the same way.
+3. ``reference-process``: uninterrupted, ``--execution-mode process``; compared with the
+   reference, it shows what the execution mode alone changes (see the README: in process mode
+   a session-end list can be computed against a later world when the watermark jumps further
+   than the session gap; nothing is lost or duplicated);
+4. ``python-worker`` (``--execution-mode process``): the busiest Python worker process of the
+   TaskManager (the one running the recommend operator) is killed ``--worker-kills`` times, the
+   same way, and compared with ``reference-process``. (In thread mode, the default, Python
+   runs inside the TaskManager JVM: run 2 kills it.)
 
-A ``read_committed`` consumer reads each run's output to its end. Figures per faulty run,
-against the reference, per (trigger_event_id, trigger): triggers expected, lists delivered, lost
+A ``read_committed`` consumer reads each run's output to its end. Figures per run, against
+the uninterrupted run of its execution mode (column ``against``), per (trigger_event_id, trigger): triggers expected, lists delivered, lost
 (expected and missing), duplicated (delivered more than once), changed (differ from the
 reference apart from ``emitted_at``); and kills survived, Flink's restart count, and the time
 from each kill to the next list.
@@ -77,6 +83,7 @@ class Run:
     dead_letters: int = 0
     kills: list[dict] = field(default_factory=list)
     restarts: int | None = None
+    failures: list[str] = field(default_factory=list)  # causes, from the exception history
     state: str | None = None
     seconds: float = 0.0
 
@@ -147,20 +154,33 @@ def rest(cluster: dict, path: str, method: str = "GET") -> Any:
 
 
 def job_restarts(cluster: dict, job_id: str, wait_s: float = 20) -> int | None:
-    """Flink's numRestarts of the job (REST: the job's metrics; the JobManager's metric fetcher
-    answers [] until its first update, so this waits a little); else the number of failures in
-    the job's exception history (each one restarted it)."""
+    """How often the job restarted: the larger of Flink's numRestarts (REST: the job's metrics;
+    the JobManager's metric fetcher answers [] until its first update and then refreshes every
+    10 s, so it can lag) and the number of failures in the job's exception history (each one
+    restarted it; the history is current)."""
+    failures = None
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+        failures = len(rest(cluster, f"/jobs/{job_id}/exceptions")["exceptionHistory"]["entries"])
     deadline = time.monotonic() + wait_s
     while True:
         with contextlib.suppress(OSError, ValueError, KeyError, IndexError, TypeError):
             got = rest(cluster, f"/jobs/{job_id}/metrics?get=numRestarts")
-            return int(float(got[0]["value"]))
+            restarts = int(float(got[0]["value"]))
+            return restarts if failures is None else max(restarts, failures)
         if time.monotonic() > deadline:
-            break
+            return failures
         time.sleep(1)
+
+
+def job_failures(cluster: dict, job_id: str) -> list[str]:
+    """The causes of the job's failures (its exception history, oldest first)."""
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        return len(rest(cluster, f"/jobs/{job_id}/exceptions")["exceptionHistory"]["entries"])
-    return None
+        entries = rest(cluster, f"/jobs/{job_id}/exceptions")["exceptionHistory"]["entries"]
+        return [
+            f"{e.get('exceptionName')}: {str(e.get('stacktrace', '')).splitlines()[0][:160]}"
+            for e in reversed(entries)
+        ]
+    return []
 
 
 def job_state(cluster: dict, job_id: str) -> str | None:
@@ -190,8 +210,14 @@ def _children(pid: int) -> list[int]:
     return out
 
 
+WORKER_MODULE = b"pyflink.fn_execution.beam.beam_boot"  # runs the SDK harness in its process
+
+
 def python_workers(tm_pid: int) -> list[int]:
-    """The Python worker processes under a TaskManager (process mode)."""
+    """The Python worker processes under a TaskManager (process mode): each is started as
+    ``bash pyflink-udf-runner.sh`` -> ``python -m pyflink.fn_execution.beam.beam_boot | tee
+    LOG``; only the Python process does the work (killing the runner or ``tee`` leaves it
+    running, and the job notices nothing)."""
     todo, found = [tm_pid], []
     while todo:
         pid = todo.pop()
@@ -199,7 +225,7 @@ def python_workers(tm_pid: int) -> list[int]:
             todo.append(child)
             with contextlib.suppress(OSError):
                 cmd = (Path("/proc") / str(child) / "cmdline").read_bytes()
-                if b"pyflink" in cmd and b"python" in cmd:
+                if WORKER_MODULE in cmd.split(b"\0"):
                     found.append(child)
     return found
 
@@ -220,9 +246,27 @@ def kill(cluster: dict, target: str, rng: random.Random) -> dict:
     workers = [w for tm in tms for w in python_workers(tm)]
     if not workers:
         raise RuntimeError("no Python worker process found (is the job in process mode?)")
-    pid = rng.choice(workers)
+    # each Python operator's subtask has a worker; one that is idle (the catalog's, once the
+    # catalog is read) would only notice its death at the next record: kill one that works
+    pid = busiest(workers, rng)
     os.kill(pid, signal.SIGKILL)
-    return {"target": target, "pid": pid, "at": time.time()}
+    return {"target": target, "pid": pid, "at": time.time(), "workers": len(workers)}
+
+
+def _cpu_ticks(pid: int) -> int:
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime + stime
+    return -1
+
+
+def busiest(pids: list[int], rng: random.Random, sample_s: float = 0.5) -> int:
+    """The process that used the most CPU over ``sample_s`` (ties: a random one of them)."""
+    before = {p: _cpu_ticks(p) for p in pids}
+    time.sleep(sample_s)
+    used = {p: _cpu_ticks(p) - before[p] for p in pids if before[p] >= 0}
+    top = max(used.values(), default=0)
+    return rng.choice(sorted(p for p, u in used.items() if u == top) or pids)
 
 
 # ---- one run ----------------------------------------------------------------------------------
@@ -300,6 +344,9 @@ def run_job(
                 break
         res.restarts = job_restarts(cluster, job_id)
         res.state = job_state(cluster, job_id)
+        res.failures = job_failures(cluster, job_id)
+        if res.failures:
+            print(f"[{name}] failures: {res.failures}", flush=True)
     finally:
         consumer.close()
         cancel(cluster, job_id)
@@ -362,6 +409,7 @@ def figures(run: Run, reference: Run, event_ids: set[str]) -> dict[str, Any]:
         "events_without_list": len(event_ids - {k[0] for k in per_event}),
         "dead_letters": run.dead_letters,
         "restarts": run.restarts,
+        "failures": run.failures,
         "state_at_end": run.state,
         "seconds": run.seconds,
         "kill_points": [k.get("after_lists") for k in run.kills],  # lists out at each kill
@@ -371,10 +419,10 @@ def figures(run: Run, reference: Run, event_ids: set[str]) -> dict[str, Any]:
 
 
 def print_table(rows: list[dict]) -> None:
-    cols = ["run", "kills", "kills_survived", "triggers_expected", "lists_delivered",
+    cols = ["run", "against", "kills", "kills_survived", "triggers_expected", "lists_delivered",
             "lists_lost", "lists_duplicated", "lists_changed", "restarts", "seconds"]  # fmt: skip
-    head = ["run", "kills", "survived", "expected", "delivered", "lost", "duplicated", "changed",
-            "restarts", "s"]  # fmt: skip
+    head = ["run", "against", "kills", "survived", "expected", "delivered", "lost", "duplicated",
+            "changed", "restarts", "s"]  # fmt: skip
     widths = [
         max(len(h), *(len(str(r.get(c))) for r in rows)) for h, c in zip(head, cols, strict=True)
     ]  # noqa: E501
@@ -443,22 +491,31 @@ def main(argv: list[str] | None = None) -> int:
         ref = run_job("reference", cluster, inputs, extra=[], kill_target=None, kills=0, **common)
         print(f"[reference] {len(ref.lists)} lists ({sum(k[1] == 'session_end' for k in ref.lists)} "
               f"session-end) in {ref.seconds}s", flush=True)  # fmt: skip
-        results.append(figures(ref, ref, inputs.event_ids))
+        results.append(figures(ref, ref, inputs.event_ids) | {"against": "-"})
+        # (name, job flags, what is killed, kills, the run it is compared with)
         runs = []
         if args.kills:
-            runs.append(("taskmanager", [], "taskmanager", args.kills))
+            runs.append(("taskmanager", [], "taskmanager", args.kills, "reference"))
         if args.worker_kills:
-            runs.append(("python-worker", ["--execution-mode", "process"], "python",
-                         args.worker_kills))  # fmt: skip
-        for name, extra, target, kills in runs:
+            # process mode's own uninterrupted run, itself compared with the reference (the
+            # execution mode must not change a list), then the kills compared with it
+            process = ["--execution-mode", "process"]
+            runs.append(("reference-process", process, None, 0, "reference"))
+            runs.append(("python-worker", process, "python", args.worker_kills,
+                         "reference-process"))  # fmt: skip
+        done = {"reference": ref}
+        for name, extra, target, kills, against in runs:
             flink_cluster.stop(cluster["base"])
             cluster = fresh_cluster(name)
             run = run_job(name, cluster, inputs, extra=extra, kill_target=target, kills=kills,
                           **common)  # fmt: skip
-            results.append(figures(run, ref, inputs.event_ids))
+            done[name] = run
+            results.append(figures(run, done[against], inputs.event_ids) | {"against": against})
     print()
     print_table(results)
-    bad = [r for r in results[1:] if r["lists_lost"] or r["lists_duplicated"] or r["lists_changed"]]
+    # a faulty run must match its uninterrupted run exactly; the mode row is for information
+    faulty = [r for r in results if r["kills"]]
+    bad = [r for r in faulty if r["lists_lost"] or r["lists_duplicated"] or r["lists_changed"]]
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         doc = {"events": args.events, "seed": seed, "checkpoint_interval_ms": args.checkpoint_interval,
