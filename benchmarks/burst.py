@@ -6,8 +6,9 @@
 The job runs as users run it (``python -m jobs.recommend`` on the local mini-cluster, 2 Kafka
 partitions, ``--parallelism 2``) on Online Retail events from a private broker:
 
-1. calibration: ``--calibration-events`` events as a backlog; the steady-state rate of lists
-   (lists/s between the first and last of them) is the job's maximum rate here;
+1. calibration: ``--calibration-events`` events as a backlog; the rate of lists over the second
+   half of them is the job's maximum rate here (the first half warms the job's state up: on a
+   cold start, with little state, the job runs faster than it can keep up with later);
 2. steady: events at ``--steady-share`` of that rate for ``--steady-s`` seconds;
 3. burst: ``--burst-factor`` times the maximum rate for ``--burst-s`` seconds;
 4. recovery: the steady rate again, until the lag is back where it was before the burst.
@@ -126,7 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--csv", type=Path, default=None, help="Online Retail CSV (.csv or .csv.xz)")
     p.add_argument("--model", default=None, help="exported encoder (default: the job's)")
     p.add_argument("--parallelism", type=int, default=2)
-    p.add_argument("--calibration-events", type=int, default=2000)
+    p.add_argument("--calibration-events", type=int, default=6000)
     p.add_argument("--steady-share", type=float, default=0.3, help="of the maximum rate")
     p.add_argument("--steady-s", type=float, default=20)
     p.add_argument("--burst-factor", type=float, default=10, help="times the maximum rate")
@@ -180,8 +181,8 @@ def main(argv: list[str] | None = None) -> int:
             alive()
             time.sleep(0.5)
         times = sorted(watch.listed.values())
-        steady_from = times[len(times) // 5]  # leave start-up out
-        max_rate = (len(times) - len(times) // 5) / max(times[-1] - steady_from, 1e-3)
+        steady_from = times[len(times) // 2]  # leave start-up and cold state out
+        max_rate = (len(times) - len(times) // 2) / max(times[-1] - steady_from, 1e-3)
         rss_idle = process_tree_rss(job.pid)
         print(f"maximum rate: {max_rate:.0f} lists/s (calibration: {n_cal} events, first list "
               f"after {times[0] - t0:.0f}s); job RSS {rss_idle / 2**20:.0f} MiB", flush=True)  # fmt: skip

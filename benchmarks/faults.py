@@ -1,32 +1,35 @@
 """Faults with figures: kill the job's processes at random points, count what comes out.
 
-    python -m benchmarks.faults [--events 3000] [--kills 3] [--worker-kills 3] [--json FILE]
+    python -m benchmarks.faults [--events 3000] [--kills 3] [--worker-kills 3] [--feed-s 120]
+                                [--json FILE]
     streamrec bench faults ...
 
 A real slice of Online Retail with its catalog updates (``streamrec.evaluate.load_records``) is
-written once to a private broker (events on 2 partitions, catalog on 1), then read by the job on
-a local standalone cluster (``streamrec.flink_cluster``: one JobManager, one TaskManager of 2
-slots), submitted as on any cluster: ``flink run -py jobs/recommend.py --parallelism 2
---delivery exactly-once``. Runs, each into fresh output topics:
+read by the job on a local standalone cluster (``streamrec.flink_cluster``: one JobManager, one
+TaskManager of 2 slots, a fresh cluster per run), submitted as on any cluster: ``flink run -py
+jobs/recommend.py --parallelism 2 --delivery exactly-once``. Each run gets topics of its own
+(events on 2 partitions, catalog on 1); the slice is written into them once every task of the
+job runs, paced over ``--feed-s`` seconds, so that the job is busy when a kill comes. Runs:
 
 1. ``reference``: uninterrupted;
 2. ``taskmanager``: the TaskManager JVM is killed (``kill -9``) ``--kills`` times, at random
-   points of the run (after a random share of the lists has come out, each after the job has
-   recovered from the one before), and a new TaskManager is started each time;
+   points of the feed (each after the job has recovered from the one before), and a new
+   TaskManager is started each time;
 3. ``reference-process``: uninterrupted, ``--execution-mode process``; compared with the
-   reference, it shows what the execution mode alone changes (see the README: in process mode
-   a session-end list can be computed against a later world when the watermark jumps further
-   than the session gap; nothing is lost or duplicated);
+   reference, it shows what the execution mode changes (nothing: see the README);
 4. ``python-worker`` (``--execution-mode process``): the busiest Python worker process of the
-   TaskManager (the one running the recommend operator) is killed ``--worker-kills`` times, the
-   same way, and compared with ``reference-process``. (In thread mode, the default, Python
-   runs inside the TaskManager JVM: run 2 kills it.)
+   TaskManager (one per slot runs the job's Python operators) is killed ``--worker-kills``
+   times, the same way, and compared with ``reference-process``. (In thread mode, the default,
+   Python runs inside the TaskManager JVM: run 2 kills it.)
 
-A ``read_committed`` consumer reads each run's output to its end. Figures per run, against
-the uninterrupted run of its execution mode (column ``against``), per (trigger_event_id, trigger): triggers expected, lists delivered, lost
-(expected and missing), duplicated (delivered more than once), changed (differ from the
-reference apart from ``emitted_at``); and kills survived, Flink's restart count, and the time
-from each kill to the next list.
+A kill counts once the job noticed it (a new failure in its exception history within 30 s):
+a Python worker killed while idle would only be missed at its next record, and would prove
+nothing. A ``read_committed`` consumer reads each run's output to its end. Figures per run,
+against the uninterrupted run of its execution mode (column ``against``), per
+(trigger_event_id, trigger): triggers expected, lists delivered, lost (expected and missing),
+duplicated (delivered more than once), changed (differ apart from ``emitted_at``); and kills
+noticed and survived, restarts (Flink's count, or its exception history's), the time from each
+kill to the job's failure and to the next committed list.
 
 Where an interrupted run may legitimately differ, the input leaves no room for it:
 
@@ -53,8 +56,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,20 +94,31 @@ class Run:
 
 
 # ---- input ------------------------------------------------------------------------------------
-def write_inputs(records, bootstrap: str, session_gap_ms: int, tag: str) -> Inputs:
-    """The slice into fresh topics, then the end-of-input events (see the module doc)."""
-    from confluent_kafka import Producer
-
-    from streamrec import replay, topics
+def create_inputs(records, bootstrap: str, tag: str) -> Inputs:
+    """Fresh input topics for the slice (nothing written yet: see :func:`feed`)."""
+    from streamrec import topics
 
     names = {"events": f"{tag}-events", "items": f"{tag}-items"}
     topics.ensure_topics(bootstrap, {names["events"]: 2, names["items"]: 1},
                          compacted={names["items"]})  # fmt: skip
-    replay.replay(records, bootstrap, names["events"], names["items"], progress=False)
+    events = [v for kind, _, v in records if kind == "events" and v is not None]
+    ids = {str(e["event_id"]) for e in events if e.get("type") in LIST_TYPES}
+    return Inputs(bootstrap, names["events"], names["items"], ids, len(records))
+
+
+def feed(inputs: Inputs, records, session_gap_ms: int, rate: float | None = None) -> None:
+    """The slice (events paced at ``rate`` per second; None: at once), then the end-of-input
+    events (see the module doc)."""
+    from confluent_kafka import Producer
+
+    from streamrec import replay
+
+    replay.replay(records, inputs.bootstrap, inputs.events, inputs.items, rate=rate,
+                  progress=False)  # fmt: skip
     events = [v for kind, _, v in records if kind == "events" and v is not None]
     end_ts = max(e["ts"] for e in events) + session_gap_ms + 60_000
     item = next(v["item_id"] for kind, _, v in records if kind == "items" and v)
-    producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+    producer = Producer({"bootstrap.servers": inputs.bootstrap, "enable.idempotence": True})
     for p in range(2):
         # two markers per partition (likely on both recommend tasks): their lists come once
         # event time has passed every list of the slice; a later event moves event time there
@@ -110,11 +126,16 @@ def write_inputs(records, bootstrap: str, session_gap_ms: int, tag: str) -> Inpu
             user = f"{END_USER}{p}-{n}" if n < 2 else f"{CLOSER}{p}"
             value = {"event_id": f"{user}-e", "user_id": user, "type": "view", "item_id": item,
                      "ts": ts}  # fmt: skip
-            producer.produce(names["events"], key=user.encode(), value=json.dumps(value).encode(),
+            producer.produce(inputs.events, key=user.encode(), value=json.dumps(value).encode(),
                              partition=p)  # fmt: skip
     producer.flush(30)
-    ids = {str(e["event_id"]) for e in events if e.get("type") in LIST_TYPES}
-    return Inputs(bootstrap, names["events"], names["items"], ids, len(records))
+
+
+def write_inputs(records, bootstrap: str, session_gap_ms: int, tag: str) -> Inputs:
+    """The slice into fresh topics at once, then the end-of-input events."""
+    inputs = create_inputs(records, bootstrap, tag)
+    feed(inputs, records, session_gap_ms)
+    return inputs
 
 
 # ---- the cluster and the job ----------------------------------------------------------------
@@ -183,6 +204,31 @@ def job_failures(cluster: dict, job_id: str) -> list[str]:
     return []
 
 
+def noticed(cluster: dict, job_id: str, failures_before: int, at: float, wait_s: float = 30):
+    """Seconds from a kill at ``at`` until the job's exception history has a new failure
+    (None: not within ``wait_s``)."""
+    while time.time() - at < wait_s:
+        if len(job_failures(cluster, job_id)) > failures_before:
+            return round(time.time() - at, 1)
+        time.sleep(0.2)
+    return None
+
+
+def wait_running(cluster: dict, job_id: str, timeout: float) -> None:
+    """Until the job and every task of it run."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with contextlib.suppress(OSError, ValueError, KeyError):
+            job = rest(cluster, f"/jobs/{job_id}")
+            if job["state"] == "RUNNING" and all(v["status"] == "RUNNING" for v in job["vertices"]):
+                return
+            if job["state"] in ("FAILED", "CANCELED", "FINISHED"):
+                raise RuntimeError(f"job {job_id} is {job['state']} before its input")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"job {job_id}: its tasks did not all run within {timeout:.0f}s")
+        time.sleep(0.5)
+
+
 def job_state(cluster: dict, job_id: str) -> str | None:
     with contextlib.suppress(OSError, ValueError, KeyError):
         return rest(cluster, f"/jobs/{job_id}")["state"]
@@ -246,11 +292,20 @@ def kill(cluster: dict, target: str, rng: random.Random) -> dict:
     workers = [w for tm in tms for w in python_workers(tm)]
     if not workers:
         raise RuntimeError("no Python worker process found (is the job in process mode?)")
-    # each Python operator's subtask has a worker; one that is idle (the catalog's, once the
-    # catalog is read) would only notice its death at the next record: kill one that works
+    # one worker per slot runs the job's Python operators; after a restart the workers of the
+    # failed attempt may linger a while: only the newest (this attempt's) count. Kill the one
+    # that works hardest (an idle one would only be missed at its next record)
+    workers = sorted(workers, key=_start_time)[-cluster.get("slots", 2) :]
     pid = busiest(workers, rng)
     os.kill(pid, signal.SIGKILL)
     return {"target": target, "pid": pid, "at": time.time(), "workers": len(workers)}
+
+
+def _start_time(pid: int) -> int:
+    """When the process started (clock ticks after boot; 0 if it is gone)."""
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[19])
+    return 0
 
 
 def _cpu_ticks(pid: int) -> int:
@@ -282,8 +337,17 @@ def run_job(
     rng: random.Random,
     timeout: float,
     quiet_s: float,
+    feeder: Callable[[], None] | None = None,
+    feed_s: float = 0.0,
 ) -> Run:
-    """Submit, kill at random points, wait for every list, cancel, read the output to its end."""
+    """Submit, kill at random points, wait for every list, cancel, read the output to its end.
+
+    ``feeder`` writes the input once every task of the job runs (None: it is there already),
+    in a thread of its own, over ``feed_s`` seconds: the kills come at random points of that
+    time, while the job is busy. (Kills timed by the output would come late: a read_committed
+    consumer sees lists a checkpoint after they were made, and event time releases them in
+    bursts, so the job may be done with its input and idle, and a Python worker killed then is
+    never missed.) With ``feed_s`` 0 the kills come after random shares of the lists."""
     from confluent_kafka import Consumer, TopicPartition
 
     from streamrec import topics
@@ -294,11 +358,25 @@ def run_job(
     expected = len(inputs.event_ids)
     # kill after these shares of the per-event lists, in order, each after recovery
     marks = sorted(rng.uniform(0.1, 0.85) for _ in range(kills))
+    fed_at = None  # when the feeder started
     res = Run(name)
     t0 = time.monotonic()
     job_id = submit(cluster, inputs, out, model, extra)
     print(f"[{name}] job {job_id} submitted; {kills} kill(s) of the {kill_target or '-'}",
           flush=True)  # fmt: skip
+    feeding: dict[str, Any] = {}
+    if feeder is not None:
+        wait_running(cluster, job_id, timeout)
+
+        def run_feeder():
+            try:
+                feeder()
+            except BaseException as e:  # noqa: BLE001 (reported by the main loop)
+                feeding["error"] = e
+
+        feeding["thread"] = threading.Thread(target=run_feeder, daemon=True)
+        feeding["thread"].start()
+        fed_at = time.monotonic()
     consumer = Consumer({
         "bootstrap.servers": inputs.bootstrap, "group.id": f"{tag}-watch",
         "enable.auto.commit": False, "isolation.level": "read_committed",
@@ -311,6 +389,8 @@ def run_job(
     try:
         while True:
             now = time.monotonic()
+            if "error" in feeding:
+                raise RuntimeError(f"[{name}] writing the input failed") from feeding["error"]
             if now - t0 > timeout:
                 raise TimeoutError(
                     f"[{name}] {len(seen)} of {expected} lists after {timeout:.0f}s "
@@ -332,13 +412,26 @@ def run_job(
                         )  # noqa: E501
                         pending_kill = None
                     seen.add(str(rec["trigger_event_id"]))
-            if marks and pending_kill is None and len(seen) >= marks[0] * expected:
+            if feed_s and fed_at is not None:
+                due = marks and time.monotonic() - fed_at >= marks[0] * feed_s
+            else:
+                due = marks and len(seen) >= marks[0] * expected
+            if due and pending_kill is None:
                 marks.pop(0)
+                failures_before = len(job_failures(cluster, job_id))
                 pending_kill = kill(cluster, kill_target, rng)
                 pending_kill["after_lists"] = len(seen)
+                if fed_at is not None:
+                    pending_kill["into_feed_s"] = round(time.monotonic() - fed_at, 1)
+                    pending_kill["during_feed"] = feeding["thread"].is_alive()
                 res.kills.append(pending_kill)
                 print(f"[{name}] kill {len(res.kills)}: {kill_target} (pid {pending_kill['pid']}) "
                       f"after {len(seen)} of {expected} lists", flush=True)  # fmt: skip
+                # the job must notice: a kill it never noticed would prove nothing
+                pending_kill["noticed_s"] = noticed(cluster, job_id, failures_before,
+                                                    pending_kill["at"])  # fmt: skip
+                print(f"[{name}] the job noticed the kill after {pending_kill['noticed_s']}s",
+                      flush=True)  # fmt: skip
             all_in = len(seen) >= expected and len(ends) == MARKERS
             if all_in and not marks and time.monotonic() - last_new >= quiet_s:
                 break
@@ -399,7 +492,13 @@ def figures(run: Run, reference: Run, event_ids: set[str]) -> dict[str, Any]:
     return {
         "run": run.name,
         "kills": len(run.kills),
-        "kills_survived": len(run.kills) if run.state == "RUNNING" and not lost else 0,
+        # a kill counts once the job noticed it (a failure in its exception history)
+        "kills_noticed": sum(k.get("noticed_s") is not None for k in run.kills),
+        "kills_survived": (
+            sum(k.get("noticed_s") is not None for k in run.kills)
+            if run.state == "RUNNING" and not lost
+            else 0
+        ),
         "triggers_expected": len(expected),
         "lists_delivered": sum(len(v) for v in run.lists.values()),
         "lists_lost": len(lost),
@@ -413,15 +512,18 @@ def figures(run: Run, reference: Run, event_ids: set[str]) -> dict[str, Any]:
         "state_at_end": run.state,
         "seconds": run.seconds,
         "kill_points": [k.get("after_lists") for k in run.kills],  # lists out at each kill
+        "kills_into_feed_s": [k.get("into_feed_s") for k in run.kills],
+        "kills_during_feed": [k.get("during_feed") for k in run.kills],
+        "noticed_s": [k.get("noticed_s") for k in run.kills],
         "recovery_s": [k.get("first_list_after_s") for k in run.kills],
         "examples": {"lost": sorted(lost)[:5], "changed": sorted(changed)[:5]},
     }
 
 
 def print_table(rows: list[dict]) -> None:
-    cols = ["run", "against", "kills", "kills_survived", "triggers_expected", "lists_delivered",
+    cols = ["run", "against", "kills", "kills_noticed", "kills_survived", "triggers_expected", "lists_delivered",
             "lists_lost", "lists_duplicated", "lists_changed", "restarts", "seconds"]  # fmt: skip
-    head = ["run", "against", "kills", "survived", "expected", "delivered", "lost", "duplicated",
+    head = ["run", "against", "kills", "noticed", "survived", "expected", "delivered", "lost", "duplicated",
             "changed", "restarts", "s"]  # fmt: skip
     widths = [
         max(len(h), *(len(str(r.get(c))) for r in rows)) for h, c in zip(head, cols, strict=True)
@@ -441,6 +543,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--worker-kills", type=int, default=3,
                    help="Python worker kills, --execution-mode process (0: no such run)")  # fmt: skip
     p.add_argument("--seed", type=int, default=None, help="of the kill points (default: random)")
+    p.add_argument("--feed-s", type=float, default=120,
+                   help="seconds over which the slice is written while the job runs; the kills "
+                        "come in this time (0: all at once, kills after shares of the lists)")  # fmt: skip
     p.add_argument("--checkpoint-interval", type=int, default=2000, metavar="MS")
     p.add_argument("--bootstrap-servers", default=None, help="default: a private broker")
     p.add_argument("--timeout", type=float, default=1800, help="seconds per run")
@@ -484,38 +589,52 @@ def main(argv: list[str] | None = None) -> int:
                 "checkpoint_ms": args.checkpoint_interval,
             }  # fmt: skip
 
-        inputs = write_inputs(records, bootstrap, JobConfig().session_gap_ms,
-                              f"faults-{uuid.uuid4().hex[:6]}")  # fmt: skip
         common = {"model": args.model, "rng": rng, "timeout": args.timeout, "quiet_s": quiet}
-        cluster = fresh_cluster("reference")
-        ref = run_job("reference", cluster, inputs, extra=[], kill_target=None, kills=0, **common)
-        print(f"[reference] {len(ref.lists)} lists ({sum(k[1] == 'session_end' for k in ref.lists)} "
-              f"session-end) in {ref.seconds}s", flush=True)  # fmt: skip
-        results.append(figures(ref, ref, inputs.event_ids) | {"against": "-"})
+        gap = JobConfig().session_gap_ms
+        n_events = sum(1 for kind, _, _ in records if kind == "events")
+        rate = n_events / args.feed_s if args.feed_s > 0 else None
         # (name, job flags, what is killed, kills, the run it is compared with)
-        runs = []
+        runs = [("reference", [], None, 0, None)]
         if args.kills:
             runs.append(("taskmanager", [], "taskmanager", args.kills, "reference"))
         if args.worker_kills:
-            # process mode's own uninterrupted run, itself compared with the reference (the
-            # execution mode must not change a list), then the kills compared with it
+            # process mode's own uninterrupted run, itself compared with the reference (what the
+            # execution mode changes), then the kills compared with it
             process = ["--execution-mode", "process"]
             runs.append(("reference-process", process, None, 0, "reference"))
             runs.append(("python-worker", process, "python", args.worker_kills,
                          "reference-process"))  # fmt: skip
-        done = {"reference": ref}
+        done: dict[str, Run] = {}
+        cluster = None
         for name, extra, target, kills, against in runs:
-            flink_cluster.stop(cluster["base"])
+            if cluster is not None:
+                flink_cluster.stop(cluster["base"])
             cluster = fresh_cluster(name)
+            # the same slice into topics of the run's own, written while its job runs
+            inputs = create_inputs(records, bootstrap, f"faults-{name}-{uuid.uuid4().hex[:6]}")
+
+            def feeder(inputs=inputs):
+                feed(inputs, records, gap, rate)
+
             run = run_job(name, cluster, inputs, extra=extra, kill_target=target, kills=kills,
-                          **common)  # fmt: skip
+                          feeder=feeder, feed_s=args.feed_s, **common)  # fmt: skip
             done[name] = run
-            results.append(figures(run, done[against], inputs.event_ids) | {"against": against})
+            if against is None:
+                print(f"[{name}] {len(run.lists)} lists "
+                      f"({sum(k[1] == 'session_end' for k in run.lists)} session-end) in "
+                      f"{run.seconds}s", flush=True)  # fmt: skip
+            results.append(
+                figures(run, done[against or name], inputs.event_ids) | {"against": against or "-"}
+            )
     print()
     print_table(results)
     # a faulty run must match its uninterrupted run exactly; the mode row is for information
     faulty = [r for r in results if r["kills"]]
-    bad = [r for r in faulty if r["lists_lost"] or r["lists_duplicated"] or r["lists_changed"]]
+    bad = [
+        r for r in faulty
+        if r["lists_lost"] or r["lists_duplicated"] or r["lists_changed"]
+        or r["kills_noticed"] < r["kills"]
+    ]  # fmt: skip
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         doc = {"events": args.events, "seed": seed, "checkpoint_interval_ms": args.checkpoint_interval,

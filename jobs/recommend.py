@@ -376,6 +376,7 @@ def settings(cfg: JobConfig) -> RecommendSettings:
         if cfg.embedding_store
         else None,
         encoder_batch_size=cfg.encoder_batch_size,
+        early_session_timers=cfg.execution_mode == "process",
     )
 
 

@@ -86,6 +86,9 @@ class RecommendSettings:
     compact_every: int = 20_000
     embedding_store: str | None = None  # catalog vectors by model (streamrec encode-catalog)
     encoder_batch_size: int = 64  # texts per model call when the restored world is re-embedded
+    # register each held event's session-end timer when it arrives, not only when it is applied
+    # (process mode, where a timer registered while timers fire reaches the JVM too late)
+    early_session_timers: bool = False
 
 
 class Recommend(KeyedBroadcastProcessFunction):
@@ -363,6 +366,13 @@ class Recommend(KeyedBroadcastProcessFunction):
         self._held_n += 1
         self._held_gauge.inc()
         timers.register_event_time_timer(parsed.ts)
+        if self.s.early_session_timers:
+            # In process mode PyFlink sends the timers a function registers to the JVM after
+            # the bundle: one registered while timers fire (as when this event is released) takes
+            # effect at the next watermark, after later timers of other users, and its list
+            # would see a later world. Registered now, before event time reaches the event, it
+            # fires in order; if a later event moves the session's end, on_timer ignores it.
+            timers.register_event_time_timer(parsed.ts + self.gap)
         watermark = timers.current_watermark()
         if parsed.ts <= watermark:  # late: event time has passed it already
             yield from self._release(watermark, ctx)

@@ -18,14 +18,16 @@ pytestmark = pytest.mark.integration
 ROWS = 500  # ~20 invoices of real Online Retail data
 
 
-def run_job_on(records, n_events, bootstrap, model_dir, workdir, *, backlog: bool, rate=None):
+def run_job_on(
+    records, n_events, bootstrap, model_dir, workdir, *, backlog: bool, rate=None, extra=()
+):
     """Fresh topics and a fresh job; the history either waits on the topics before the job starts
     (a backlog read at full speed) or is replayed at ``rate`` while the job runs."""
     t = job_topics(bootstrap, "det")
     if backlog:
         replay(records, bootstrap, t["events"], t["items"], progress=False)
     workdir.mkdir()
-    job = RunningJob(bootstrap, t, model_dir, workdir / "job.log")
+    job = RunningJob(bootstrap, t, model_dir, workdir / "job.log", extra=extra)
     try:
         if not backlog:
             replay(records, bootstrap, t["events"], t["items"], rate=rate, progress=False)
@@ -60,11 +62,26 @@ def quiet_for(seconds: float):
     return done
 
 
-def test_two_replay_speeds_give_identical_lists(kafka_bootstrap, tiny_model_dir, tmp_path):
+def sample_records():
     data = paths.sample_data_file()
     records = list(retail.to_contract_records(retail.iter_retail_rows(data, limit=ROWS)))
     n_events = sum(1 for kind, _, _ in records if kind == "events")
     assert n_events > 100
+    return records, n_events
+
+
+def assert_same_lists(a: dict, b: dict) -> None:
+    assert set(a) == set(b)
+    for key, items in a.items():
+        other = b[key]
+        assert [(i["item_id"], i["reason"]) for i in items] == [
+            (i["item_id"], i["reason"]) for i in other
+        ], (key, items, other)
+        assert [i["score"] for i in items] == pytest.approx([i["score"] for i in other], abs=1e-5)
+
+
+def test_two_replay_speeds_give_identical_lists(kafka_bootstrap, tiny_model_dir, tmp_path):
+    records, n_events = sample_records()
 
     args = (records, n_events, kafka_bootstrap, tiny_model_dir)
     a = run_job_on(*args, tmp_path / "backlog", backlog=True)
@@ -78,9 +95,18 @@ def test_two_replay_speeds_give_identical_lists(kafka_bootstrap, tiny_model_dir,
     first = min(v["ts"] for kind, _, v in records if kind == "events")
     n_first = sum(1 for kind, _, v in records if kind == "events" and v["ts"] == first)
     assert sum(1 for (_, t), v in a.items() if v and t == "event") == n_events - n_first
-    for key, items in a.items():
-        other = b[key]
-        assert [(i["item_id"], i["reason"]) for i in items] == [
-            (i["item_id"], i["reason"]) for i in other
-        ], (key, items, other)
-        assert [i["score"] for i in items] == pytest.approx([i["score"] for i in other], abs=1e-5)
+    assert_same_lists(a, b)
+
+
+def test_process_mode_gives_thread_modes_lists(kafka_bootstrap, tiny_model_dir, tmp_path):
+    """A backlog: event time jumps far past session ends at once. In process mode the timers a
+    Python function registers reach the JVM late; the session ends still come in event-time
+    order, once each, against the same world."""
+    records, n_events = sample_records()
+    args = (records, n_events, kafka_bootstrap, tiny_model_dir)
+    thread = run_job_on(*args, tmp_path / "thread", backlog=True)
+    process = run_job_on(
+        *args, tmp_path / "process", backlog=True, extra=["--execution-mode", "process"]
+    )
+    assert sum(trigger == "session_end" for _, trigger in thread) > 0
+    assert_same_lists(thread, process)
