@@ -356,7 +356,8 @@ def run_job(
     out = {"recs": f"{tag}-recs", "dlq": f"{tag}-dlq", "group": f"{tag}-job"}
     topics.ensure_topics(inputs.bootstrap, {out["recs"]: 2, out["dlq"]: 1})
     expected = len(inputs.event_ids)
-    # kill after these shares of the per-event lists, in order, each after recovery
+    # kill at these shares of the feed's time (without a feeder: of the per-event lists), in
+    # order, each after the job recovered from the one before
     marks = sorted(rng.uniform(0.1, 0.85) for _ in range(kills))
     fed_at = None  # when the feeder started
     res = Run(name)
@@ -430,7 +431,9 @@ def run_job(
                 # the job must notice: a kill it never noticed would prove nothing
                 pending_kill["noticed_s"] = noticed(cluster, job_id, failures_before,
                                                     pending_kill["at"])  # fmt: skip
-                print(f"[{name}] the job noticed the kill after {pending_kill['noticed_s']}s",
+                seen_after = pending_kill["noticed_s"]
+                print(f"[{name}] the job noticed the kill after {seen_after}s" if seen_after
+                      is not None else f"[{name}] the job did not notice the kill within 30s",
                       flush=True)  # fmt: skip
             all_in = len(seen) >= expected and len(ends) == MARKERS
             if all_in and not marks and time.monotonic() - last_new >= quiet_s:
