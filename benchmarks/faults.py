@@ -179,15 +179,13 @@ def job_restarts(cluster: dict, job_id: str, wait_s: float = 20) -> int | None:
     the JobManager's metric fetcher answers [] until its first update and then refreshes every
     10 s, so it can lag) and the number of failures in the job's exception history (each one
     restarted it; the history is current)."""
-    failures = None
-    with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-        failures = len(rest(cluster, f"/jobs/{job_id}/exceptions")["exceptionHistory"]["entries"])
+    failures = len(job_failures(cluster, job_id))
     deadline = time.monotonic() + wait_s
     while True:
         with contextlib.suppress(OSError, ValueError, KeyError, IndexError, TypeError):
             got = rest(cluster, f"/jobs/{job_id}/metrics?get=numRestarts")
             restarts = int(float(got[0]["value"]))
-            return restarts if failures is None else max(restarts, failures)
+            return max(restarts, failures)
         if time.monotonic() > deadline:
             return failures
         time.sleep(1)
@@ -198,7 +196,7 @@ def job_failures(cluster: dict, job_id: str) -> list[str]:
     with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
         entries = rest(cluster, f"/jobs/{job_id}/exceptions")["exceptionHistory"]["entries"]
         return [
-            f"{e.get('exceptionName')}: {str(e.get('stacktrace', '')).splitlines()[0][:160]}"
+            f"{e.get('exceptionName')}: {(str(e.get('stacktrace', '')).splitlines() or [''])[0][:160]}"
             for e in reversed(entries)
         ]
     return []
@@ -245,17 +243,6 @@ def cancel(cluster: dict, job_id: str) -> None:
         time.sleep(0.5)
 
 
-def _children(pid: int) -> list[int]:
-    out = []
-    for proc in Path("/proc").iterdir():
-        if proc.name.isdigit():
-            with contextlib.suppress(OSError, IndexError):
-                stat = (proc / "stat").read_text()
-                if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
-                    out.append(int(proc.name))
-    return out
-
-
 WORKER_MODULE = b"pyflink.fn_execution.beam.beam_boot"  # runs the SDK harness in its process
 
 
@@ -264,15 +251,13 @@ def python_workers(tm_pid: int) -> list[int]:
     ``bash pyflink-udf-runner.sh`` -> ``python -m pyflink.fn_execution.beam.beam_boot | tee
     LOG``; only the Python process does the work (killing the runner or ``tee`` leaves it
     running, and the job notices nothing)."""
-    todo, found = [tm_pid], []
-    while todo:
-        pid = todo.pop()
-        for child in _children(pid):
-            todo.append(child)
-            with contextlib.suppress(OSError):
-                cmd = (Path("/proc") / str(child) / "cmdline").read_bytes()
-                if WORKER_MODULE in cmd.split(b"\0"):
-                    found.append(child)
+    from benchmarks.memory import descendants, process_table
+
+    found = []
+    for pid in sorted(descendants(process_table(), [tm_pid]) - {tm_pid}):
+        with contextlib.suppress(OSError):
+            if WORKER_MODULE in (Path("/proc") / str(pid) / "cmdline").read_bytes().split(b"\0"):
+                found.append(pid)
     return found
 
 
@@ -301,18 +286,23 @@ def kill(cluster: dict, target: str, rng: random.Random) -> dict:
     return {"target": target, "pid": pid, "at": time.time(), "workers": len(workers)}
 
 
+def _stat_fields(pid: int) -> list[str] | None:
+    """The fields of ``/proc/PID/stat`` after the command name (field 3 on), None if gone."""
+    with contextlib.suppress(OSError, IndexError):
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    return None
+
+
 def _start_time(pid: int) -> int:
     """When the process started (clock ticks after boot; 0 if it is gone)."""
-    with contextlib.suppress(OSError, IndexError, ValueError):
-        return int((Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[19])
-    return 0
+    fields = _stat_fields(pid)
+    return int(fields[19]) if fields else 0
 
 
 def _cpu_ticks(pid: int) -> int:
-    with contextlib.suppress(OSError, IndexError, ValueError):
-        fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
-        return int(fields[11]) + int(fields[12])  # utime + stime
-    return -1
+    """CPU time used (user + system clock ticks; -1 if it is gone)."""
+    fields = _stat_fields(pid)
+    return int(fields[11]) + int(fields[12]) if fields else -1
 
 
 def busiest(pids: list[int], rng: random.Random, sample_s: float = 0.5) -> int:
@@ -492,16 +482,13 @@ def figures(run: Run, reference: Run, event_ids: set[str]) -> dict[str, Any]:
         if any(_comparable(r) != _comparable(reference.lists[k][0]) for r in run.lists[k])
     ]  # fmt: skip
     per_event = {k for k in got if k[1] == "event"}
+    noticed_kills = sum(k.get("noticed_s") is not None for k in run.kills)
     return {
         "run": run.name,
         "kills": len(run.kills),
         # a kill counts once the job noticed it (a failure in its exception history)
-        "kills_noticed": sum(k.get("noticed_s") is not None for k in run.kills),
-        "kills_survived": (
-            sum(k.get("noticed_s") is not None for k in run.kills)
-            if run.state == "RUNNING" and not lost
-            else 0
-        ),
+        "kills_noticed": noticed_kills,
+        "kills_survived": noticed_kills if run.state == "RUNNING" and not lost else 0,
         "triggers_expected": len(expected),
         "lists_delivered": sum(len(v) for v in run.lists.values()),
         "lists_lost": len(lost),
