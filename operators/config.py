@@ -40,6 +40,14 @@ FAMILIES = {
 TRIGGERS = ("event", "session_end")
 
 
+# 1.5^k days, k = 0..11: about 1, 1.5, 2.3, ... 58, 86 days after the session's end (a plain
+# class-level default: a configuration pickled before the field existed still reads it)
+REFRESH_DAYS = tuple(round(1.5**k, 3) for k in range(12))
+# refreshes fall on whole hours of event time: a session's events then ask for the same timers
+# (the job's process mode registers them as each event arrives; see operators.recommend_function)
+REFRESH_GRID_MS = 3600 * 1000
+
+
 def _type_weights() -> dict[str, float]:
     return {"purchase": 1.0, "add_to_cart": 0.7, "click": 0.4, "view": 0.25}
 
@@ -115,13 +123,15 @@ def _event_mix() -> Mix:
 
 
 def _session_end_mix() -> Mix:
+    # refitted (streamrec.tune.optimise_weights, same split) once the lists of users away were
+    # refreshed (RankingConfig.refresh_days): the list now serves a visit about when it comes
     return Mix(
-        collab=0.0,
-        repeat=1.5,
+        collab=0.02,
+        repeat=0.7,
         trending=0.5,
-        text=0.1,
-        similar=0.3,
-        bought=0.2,
+        text=0.0,
+        similar=0.1,
+        bought=0.3,
         position_decay=1.0,
         past_orders=2,
         mask_order=False,
@@ -131,6 +141,10 @@ def _session_end_mix() -> Mix:
 @dataclass(frozen=True)
 class RankingConfig:
     session_gap_ms: int = 30 * MINUTE_MS
+    # while the user stays away, the list for their next visit is scored again this long (days)
+    # after the session's end: the list in force when they come back sees the world of about
+    # then (trending, the catalog), not of the day they left. Empty: never.
+    refresh_days: tuple[float, ...] = REFRESH_DAYS
     candidates: int = 50  # top N of each signal that enter the union of candidates
     trending_floor: float = 1e-3  # least trending weight: trending always fills short lists
     world: WorldConfig = field(default_factory=WorldConfig)
@@ -139,6 +153,18 @@ class RankingConfig:
     session_end: Mix = field(default_factory=_session_end_mix)
     seed_type_weights: dict[str, float] = field(default_factory=_type_weights)
     disabled: frozenset[str] = frozenset()  # signal families switched off (ablations)
+
+    def __post_init__(self):
+        days = tuple(float(d) for d in self.refresh_days)
+        if any(d <= 0 for d in days) or list(days) != sorted(set(days)):
+            raise ValueError(f"refresh_days must be increasing and positive, got {days}")
+        object.__setattr__(self, "refresh_days", days)
+
+    def refresh_times(self, end: int) -> tuple[int, ...]:
+        """When the list for the next visit of a session that closed at ``end`` (ms) is scored
+        again: ``refresh_days`` after ``end``, each rounded up to a whole hour."""
+        g = REFRESH_GRID_MS
+        return tuple(-(-(end + round(d * DAY_MS)) // g) * g for d in self.refresh_days)
 
     def mix(self, trigger: str) -> Mix:
         return self.event if trigger == "event" else self.session_end

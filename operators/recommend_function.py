@@ -18,8 +18,11 @@ anything, and a user's search queries when their profile is first read (the prof
 its model). Every list names the model it was scored with.
 
 Timers (event time, per user): one at each held event's ts (release), one at last event +
-session gap (the user's list for the next visit, ``trigger: session_end``); a processing-time
-timer bounds the hold when event time stands still (``max_wait_ms``).
+session gap (the user's list for the next visit, ``trigger: session_end``), then, while the
+user stays away, one at each refresh of that list (``RankingConfig.refresh_times`` of the
+session's end; each registers the next, a user's next event ends the series, and a timer of an
+ended series finds the profile moved on and does nothing); a processing-time timer bounds the
+hold when event time stands still (``max_wait_ms``).
 """
 
 from __future__ import annotations
@@ -62,6 +65,7 @@ log = logging.getLogger("streamrec.recommend")
 WORLD_STATE = MapStateDescriptor("world", Types.STRING(), Types.PICKLED_BYTE_ARRAY())
 
 NO_WATERMARK = -(2**63)  # an operator's watermark before its inputs have sent any
+END_OF_INPUT = 2**63 - 1  # the watermark of a bounded input that has ended
 
 # processing-time timers of the max-wait bound are rounded up to this grain, so a user's events
 # arriving together share one timer
@@ -117,6 +121,7 @@ class Recommend(KeyedBroadcastProcessFunction):
         )
         self.rec = Recommender(s.dim, s.model_id, s.top_k, config=s.ranking)
         self.gap = s.ranking.session_gap_ms
+        self.latest_event_ts = NO_WATERMARK  # of every user (broadcast side), since this start
         self.store = WorldStore(compact_every=s.compact_every, model_id=s.model_id, dim=s.dim)
         self._world_ready = False
         # why this task refuses to score (a model that is not the catalog's): every event is
@@ -294,6 +299,7 @@ class Recommend(KeyedBroadcastProcessFunction):
             return
         kind = value.kind
         if isinstance(update, Event):
+            self.latest_event_ts = max(self.latest_event_ts, update.ts)
             kind, payload = WORLD_EVENT, world_event_payload(update)  # the log keeps no query text
             forget_ts = update.ts if update.type == "forget_user" else None
         else:
@@ -373,6 +379,10 @@ class Recommend(KeyedBroadcastProcessFunction):
             # would see a later world. Registered now, before event time reaches the event, it
             # fires in order; if a later event moves the session's end, on_timer ignores it.
             timers.register_event_time_timer(parsed.ts + self.gap)
+            # and the refreshes of the list for the next visit, for the same reason: each would
+            # be registered by the one before, late, and fire only at the next watermark (on
+            # whole hours: the session's events ask for the same timers)
+            self._register_refreshes(parsed.ts + self.gap, 0, ctx, all_of_them=True)
         watermark = timers.current_watermark()
         if parsed.ts <= watermark:  # late: event time has passed it already
             yield from self._release(watermark, ctx)
@@ -397,11 +407,21 @@ class Recommend(KeyedBroadcastProcessFunction):
         user = self._user()
         profile = None if user is None else user.profile
         if profile is not None and profile.last_ts is not None:
-            if profile.last_ts + self.gap == timestamp:
+            end = profile.last_ts + self.gap
+            if end == timestamp:
                 if user.closed is not True:  # not emitted by the user's next event already
                     yield from self._session_end(user, timestamp, ctx.get_current_key(), ctx)
+                    self._schedule_refresh(end, 0, ctx)
             elif self.ttl_ms and profile.last_ts + self.ttl_ms == timestamp:
                 self.profiles.clear()
+            elif user.closed is True and timestamp in (times := self.s.ranking.refresh_times(end)):
+                # once a bounded input has ended, event time stops at its last event (as in
+                # streamrec.simulate): no refresh after it
+                ended = ctx.timer_service().current_watermark() >= END_OF_INPUT
+                if not ended or timestamp <= self.latest_event_ts:
+                    k = times.index(timestamp) + 1
+                    yield from self._session_end(user, timestamp, ctx.get_current_key(), ctx, k)
+                    self._schedule_refresh(end, k, ctx)
         yield from self._release(timestamp, ctx)
 
     # ---- what happens to a user ----------------------------------------------------------------
@@ -472,9 +492,25 @@ class Recommend(KeyedBroadcastProcessFunction):
         if out is not None:
             yield self._emit(key, out, "event", event.ts, created)
 
-    def _session_end(self, user: UserState, at_ts: int, user_id: str, ctx):
+    def _schedule_refresh(self, end: int, done: int, ctx) -> None:
+        """The timer of the next refresh after the ``done``-th of the list of the session that
+        closed at ``end`` (process mode registered them all when the session's events arrived)."""
+        if not self.s.early_session_timers:
+            self._register_refreshes(end, done, ctx)
+
+    def _register_refreshes(self, end: int, done: int, ctx, all_of_them: bool = False) -> None:
+        """Register the refresh timer after the ``done``-th (or all the rest), none at or past
+        the profile's expiry."""
+        timers = ctx.timer_service()
+        times = self.s.ranking.refresh_times(end)[done:]
+        for at in times if all_of_them else times[:1]:
+            if self.ttl_ms and at >= end - self.gap + self.ttl_ms:
+                break
+            timers.register_event_time_timer(at)
+
+    def _session_end(self, user: UserState, at_ts: int, user_id: str, ctx, refresh: int = 0):
         self._advance(at_ts)
-        profile, out = self.rec.on_session_end(user.profile, at_ts)
+        profile, out = self.rec.on_session_end(user.profile, at_ts, refresh)
         user = UserState(profile, user.ttl_timer, self.s.model_id, closed=True)
         if self.ttl_ms and profile.last_ts is not None:
             # the profile expires this long after the user's last event (one timer per user)

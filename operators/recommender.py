@@ -13,10 +13,16 @@ The driver (the Flink function, or streamrec.simulate) owns the order of calls:
   at that time ``at_ts`` the driver calls ``world.advance_to(at_ts)`` and ``on_session_end``.
   A session end due at T goes before an event of that user at ts == T (which starts a new
   session).
+- while the user stays away, the list for the next visit is scored again at each of
+  ``config.refresh_times(session_end)`` (``on_session_end(profile, at,
+  refresh=k)``, k = 1, 2, ...), the same way: the world advanced to that time first. The
+  user's next event ends the series.
 
 Values are the contract's ``recommendations`` record plus ``"trigger"`` (``"event"`` or
 ``"session_end"``) and a ``"reason"`` per item. A session-end record has the session's last
-event as ``trigger_event_id`` and its ts as ``event_ts``: it replaces that event's list.
+event as ``trigger_event_id`` and its ts as ``event_ts``: it replaces that event's list. A
+refreshed one also carries ``"refresh": k`` and ``"scored_at"`` (the event time it was scored
+as of); it replaces the one before it.
 """
 
 from __future__ import annotations
@@ -57,17 +63,23 @@ def recommendation_record(
     model_id: str,
     trigger: str,
     emitted_at: int,
+    refresh: int = 0,
+    scored_at: int | None = None,
 ) -> bytes:
+    record = {
+        "user_id": user_id,
+        "trigger_event_id": trigger_event_id,
+        "event_ts": event_ts,
+        "emitted_at": emitted_at,
+        "model": model_id,
+        "trigger": trigger,
+    }
+    if refresh:
+        record["refresh"] = refresh
+        record["scored_at"] = scored_at
+    record["items"] = [{"item_id": r.item_id, "score": r.score, "reason": r.reason} for r in items]
     return json.dumps(
-        {
-            "user_id": user_id,
-            "trigger_event_id": trigger_event_id,
-            "event_ts": event_ts,
-            "emitted_at": emitted_at,
-            "model": model_id,
-            "trigger": trigger,
-            "items": [{"item_id": r.item_id, "score": r.score, "reason": r.reason} for r in items],
-        },
+        record,
         ensure_ascii=False,
         separators=(",", ":"),
     ).encode("utf-8")
@@ -144,8 +156,11 @@ class Recommender:
         )
         return profile, value
 
-    def on_session_end(self, profile: Profile, at_ts: int) -> tuple[Profile, bytes | None]:
-        """The user's session closed at ``at_ts``: the list for their next visit.
+    def on_session_end(
+        self, profile: Profile, at_ts: int, refresh: int = 0
+    ) -> tuple[Profile, bytes | None]:
+        """The user's session closed at ``at_ts``: the list for their next visit (``refresh``
+        k > 0: scored again at ``at_ts``, the k-th time since the session closed).
 
         The profile is returned unchanged (the next event starts a new session by itself); a
         profile with no event yet gets no record.
@@ -161,5 +176,7 @@ class Recommender:
             self.model_id,
             "session_end",
             self.clock(),
+            refresh,
+            at_ts,
         )
         return profile, value

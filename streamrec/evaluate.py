@@ -427,7 +427,7 @@ def run_job(
             n_bad += 1
             return
         n_items += len(ids)
-        key = (tid, trigger)
+        key = (tid, trigger, rec.get("refresh", 0))  # a refreshed list is a new one
         if key in keys:
             n_dup += 1
         keys.add(key)

@@ -7,6 +7,8 @@ text embedder, a RankingConfig. For every event, in order:
 1. fire the session ends that are due: every user whose session closed before the event's
    ``ts`` (``last_ts + session_gap_ms < ts``), in (time, user) order, and the event's own user
    if theirs closes exactly at ``ts``; each one: ``world.advance_to(at)``, ``on_session_end``;
+   and, the same way, the refreshes of the lists of users still away
+   (``RankingConfig.refresh_times`` of their session's end);
 2. ``world.advance_to(event.ts)``, ``on_event``, then ``world.add(event)``.
 
 Items go to ``world.add`` as they come (the world applies them in event-time order). At the end
@@ -63,6 +65,8 @@ class Simulation:
         self.profiles: dict[str, Profile] = {}
         self._due: dict[str, int] = {}  # user -> time their session closes
         self._heap: list[tuple[int, str]] = []  # (due, user), stale entries skipped
+        # user -> (time, k, session end) of the k-th refresh of the list for their next visit
+        self._refresh: dict[str, tuple[int, int, int]] = {}
         self.dead_letters = 0
 
     @property
@@ -73,42 +77,58 @@ class Simulation:
     def on_event(self, profile, event: Event, query_vec):
         return self.rec.on_event(profile, event, query_vec)
 
-    def on_session_end(self, profile: Profile, at: int):
-        return self.rec.on_session_end(profile, at)
+    def on_session_end(self, profile: Profile, at: int, refresh: int = 0):
+        return self.rec.on_session_end(profile, at, refresh)
 
     # ---- input ---------------------------------------------------------------------------------
     def item(self, update: CatalogEntry | ItemRemoved) -> None:
         self.world.add(update)
 
-    def session_ends(self, ts: float, user: str | None = None) -> list[Output]:
-        """Fire the session ends due before ``ts`` (and ``user``'s if due exactly at ``ts``)."""
+    def session_ends(
+        self, ts: float, user: str | None = None, refreshes: bool = True
+    ) -> list[Output]:
+        """Fire the session ends (and refreshes) due before ``ts`` (and ``user``'s if due exactly
+        at ``ts``), in (time, user) order. ``refreshes=False``: only session ends."""
         out = []
         heap = self._heap
         while heap and (heap[0][0] < ts or (heap[0][0] == ts and heap[0][1] == user)):
             due, u = heapq.heappop(heap)
-            if self._due.get(u) != due:
-                continue
-            del self._due[u]
-            self.world.advance_to(due)
-            profile, value = self.on_session_end(self.profiles[u], due)
-            self.profiles[u] = profile
-            if value is not None:
-                out.append(Output(u, value, "session_end", None))
+            self._fire(u, due, out, refreshes)
         # an entry for the user due exactly at ts may sit behind others due at ts
-        if user is not None and self._due.get(user) == ts:
-            del self._due[user]
-            self.world.advance_to(ts)
-            profile, value = self.on_session_end(self.profiles[user], ts)
-            self.profiles[user] = profile
-            if value is not None:
-                out.append(Output(user, value, "session_end", None))
+        if user is not None:
+            if self._due.get(user) == ts:
+                self._fire(user, ts, out, refreshes)
+            if self._refresh.get(user, (None,))[0] == ts:
+                self._fire(user, ts, out, refreshes)
         return out
+
+    def _fire(self, u: str, due: int, out: list[Output], refreshes: bool) -> None:
+        """The session end or refresh of ``u`` due at ``due``, if it is still due (the heap
+        keeps stale entries); the next refresh goes on the heap."""
+        if self._due.get(u) == due:
+            del self._due[u]
+            end, k = due, 0
+        elif refreshes and self._refresh.get(u, (None,))[0] == due:
+            _, k, end = self._refresh.pop(u)
+        else:
+            return
+        self.world.advance_to(due)
+        profile, value = self.on_session_end(self.profiles[u], due, k)
+        self.profiles[u] = profile
+        if value is not None:
+            out.append(Output(u, value, "session_end", None))
+        times = self.rec.config.refresh_times(end)
+        if refreshes and k < len(times):
+            at = times[k]
+            self._refresh[u] = (at, k + 1, end)
+            heapq.heappush(self._heap, (at, u))
 
     def event(
         self, ev: Event, query_vec: np.ndarray | None = None
     ) -> tuple[list[Output], Output | None]:
         """One event: (session ends fired before it, its own output or None)."""
         ends = self.session_ends(ev.ts, ev.user_id)
+        self._refresh.pop(ev.user_id, None)  # the user is back: their list is refreshed no more
         self.world.advance_to(ev.ts)
         profile, value = self.on_event(self.profiles.get(ev.user_id), ev, query_vec)
         self.world.add(ev)
@@ -126,8 +146,8 @@ class Simulation:
         return ends, own
 
     def finish(self) -> list[Output]:
-        """End of input: every open session closes."""
-        return self.session_ends(float("inf"))
+        """End of input: every open session closes (no refreshes: event time stops here)."""
+        return self.session_ends(float("inf"), refreshes=False)
 
     def steps(
         self, records: Iterable[Record], embed: Embed, finish: bool = True

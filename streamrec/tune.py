@@ -105,7 +105,7 @@ class Collector(Simulation):
             return profile, None
         return profile, self.rec.ranker.candidates(profile, "event", event.ts)
 
-    def on_session_end(self, profile, at):
+    def on_session_end(self, profile, at, refresh=0):
         return profile, self.rec.ranker.candidates(profile, "session_end", at)
 
 

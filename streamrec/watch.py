@@ -63,6 +63,11 @@ def format_recommendation(
     when = "after"
     if value.get("trigger") == "session_end":
         when = "SESSION END, list for the next visit, after"
+        if value.get("refresh"):
+            when = (
+                f"REFRESH {value['refresh']} at {_fmt_ts(value.get('scored_at'))} of the list "
+                "for the next visit, after"
+            )
     head = f"[{_fmt_ts(event_ts)}] user {user}  {when} {value.get('trigger_event_id', '?')}"
     extra = []
     if value.get("model"):

@@ -45,7 +45,7 @@ def run_job_on(
     out = {}
     for r in recs:
         value = json.loads(r.value)
-        out[value["trigger_event_id"], value["trigger"]] = value["items"]
+        out[value["trigger_event_id"], value["trigger"], value.get("refresh", 0)] = value["items"]
     return out
 
 
@@ -70,14 +70,24 @@ def sample_records():
     return records, n_events
 
 
-def assert_same_lists(a: dict, b: dict) -> None:
+def ten_customers():
+    """The first ten customers of the sample file: 545 purchases in 56 orders over 19 days
+    (sessions close, and the lists of users away are refreshed)."""
+    rows = retail.iter_retail_rows(paths.sample_data_file())
+    records = list(retail.to_contract_records(retail.first_users(rows, 10)))
+    return records, sum(1 for kind, _, _ in records if kind == "events")
+
+
+def assert_same_lists(a: dict, b: dict, abs_tol: float = 1e-5) -> None:
     assert set(a) == set(b)
     for key, items in a.items():
         other = b[key]
         assert [(i["item_id"], i["reason"]) for i in items] == [
             (i["item_id"], i["reason"]) for i in other
         ], (key, items, other)
-        assert [i["score"] for i in items] == pytest.approx([i["score"] for i in other], abs=1e-5)
+        assert [i["score"] for i in items] == pytest.approx(
+            [i["score"] for i in other], abs=abs_tol
+        )
 
 
 def test_two_replay_speeds_give_identical_lists(kafka_bootstrap, tiny_model_dir, tmp_path):
@@ -86,27 +96,55 @@ def test_two_replay_speeds_give_identical_lists(kafka_bootstrap, tiny_model_dir,
     args = (records, n_events, kafka_bootstrap, tiny_model_dir)
     a = run_job_on(*args, tmp_path / "backlog", backlog=True)
     b = run_job_on(*args, tmp_path / "paced", backlog=False, rate=150)
-    assert sum(trigger == "event" for _, trigger in a) == n_events
+    assert sum(trigger == "event" for _, trigger, _ in a) == n_events
     # the same lists, and the same sessions closed by the time the input ended
     assert set(a) == set(b)
-    assert sum(trigger == "session_end" for _, trigger in a) > 0
+    assert sum(trigger == "session_end" for _, trigger, _ in a) > 0
     # every list names catalog items, but the first minute's: an item is recommended from
     # events after its own time, and before the first minute there was nothing
     first = min(v["ts"] for kind, _, v in records if kind == "events")
     n_first = sum(1 for kind, _, v in records if kind == "events" and v["ts"] == first)
-    assert sum(1 for (_, t), v in a.items() if v and t == "event") == n_events - n_first
+    assert sum(1 for (_, t, _), v in a.items() if v and t == "event") == n_events - n_first
     assert_same_lists(a, b)
 
 
 def test_process_mode_gives_thread_modes_lists(kafka_bootstrap, tiny_model_dir, tmp_path):
     """A backlog: event time jumps far past session ends at once. In process mode the timers a
-    Python function registers reach the JVM late; the session ends still come in event-time
-    order, once each, against the same world."""
-    records, n_events = sample_records()
+    Python function registers reach the JVM late; the session ends (and refreshes) still come in
+    event-time order, once each, against the same world."""
+    records, n_events = ten_customers()
     args = (records, n_events, kafka_bootstrap, tiny_model_dir)
     thread = run_job_on(*args, tmp_path / "thread", backlog=True)
     process = run_job_on(
         *args, tmp_path / "process", backlog=True, extra=["--execution-mode", "process"]
     )
-    assert sum(trigger == "session_end" for _, trigger in thread) > 0
+    assert sum(refresh > 0 for _, _, refresh in thread) > 0
     assert_same_lists(thread, process)
+
+
+def test_the_job_emits_the_offline_drivers_lists_refreshes_included(
+    kafka_bootstrap, tiny_model_dir, tmp_path
+):
+    """Ten customers over 19 days: sessions close and, while their users stay away, the lists
+    for the next visit are scored again (RankingConfig.refresh_days). The job on Flink emits the
+    lists streamrec.simulate (the job's semantics in one process) emits, as far as event time
+    has gone."""
+    from models.encoder import Encoder
+    from operators.config import RankingConfig
+    from streamrec.simulate import simulate
+
+    records, n_events = ten_customers()
+    job = run_job_on(
+        records, n_events, kafka_bootstrap, tiny_model_dir, tmp_path / "job", backlog=True
+    )
+    encoder = Encoder(tiny_model_dir)
+    expected = {}
+    for _, value in simulate(records, lambda t: encoder.encode([t])[0], RankingConfig(), top_k=5):
+        v = json.loads(value)
+        expected[v["trigger_event_id"], v["trigger"], v.get("refresh", 0)] = v["items"]
+    refreshed = [key for key in job if key[2] > 0]
+    assert len(refreshed) > 10
+    assert sum(trigger == "event" for _, trigger, _ in job) == n_events
+    assert set(job) <= set(expected)
+    # the item vectors: the job's encoder embeds in batches, this one text by text
+    assert_same_lists(job, {key: expected[key] for key in job}, abs_tol=1e-4)

@@ -174,7 +174,9 @@ def test_job_graph_on_minicluster(tiny_model_dir, tmp_path, parallelism, mode):
         scores = [i["score"] for i in r["items"]]
         assert scores == sorted(scores, reverse=True)
     # the end of the input closes every remaining session: one list for the next visit per user
-    # still known (the forgotten user has none), triggered by their last event
+    # still known (the forgotten user has none), triggered by their last event; no refreshes
+    # (event time ends with the input)
+    assert not [r for r in session_ends if "refresh" in r]
     last = {e["user_id"]: e["event_id"] for e in valid if e["type"] != "forget_user"}
     del last["12583"]
     assert sorted((r["user_id"], r["trigger_event_id"]) for r in session_ends) == sorted(

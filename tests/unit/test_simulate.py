@@ -41,13 +41,13 @@ def test_a_restart_from_snapshots_mid_stream_continues_bit_identically():
     assert first._due  # sessions are open at the cut
     # what the job checkpoints: the world (broadcast) and the keyed state (profiles, timers)
     world_bytes = first.world.snapshot()
-    keyed = pickle.dumps((first.profiles, first._due, first._heap))
+    keyed = pickle.dumps((first.profiles, first._due, first._refresh, first._heap))
     second = Simulation(
         Recommender(
             DIM, "m@1", config=RankingConfig(), clock=lambda: 0, world=World.restore(world_bytes)
         )
     )
-    second.profiles, second._due, second._heap = pickle.loads(keyed)
+    second.profiles, second._due, second._refresh, second._heap = pickle.loads(keyed)
     out += list(second.feed(records[cut:], embed))
     assert [(o.user_id, o.value) for o in out] == whole
 
@@ -82,6 +82,52 @@ def test_session_ends_fire_in_time_order_and_before_the_users_next_session():
     ]
     end_b1 = out[4]
     assert end_b1["event_ts"] == T0 + 2 * MIN and end_b1["user_id"] == "b"
+
+
+def test_lists_of_users_away_are_refreshed_until_they_come_back():
+    config = RankingConfig(refresh_days=(1.0, 2.5))
+    gap, day = config.session_gap_ms, 24 * 60 * MIN
+    recs = [("items", "x", {"item_id": "x", "title": "X", "ts": T0}),
+            ("items", "y", {"item_id": "y", "title": "Y", "ts": T0})]  # fmt: skip
+
+    def purchase(eid, user, ts, item="x"):
+        return ("events", user, {"event_id": eid, "user_id": user, "type": "purchase",
+                                 "item_id": item, "ts": ts, "session_id": eid})  # fmt: skip
+
+    end_a = T0 + MIN + gap
+    recs += [
+        purchase("a1", "a", T0 + MIN),
+        purchase("b1", "b", T0 + 2 * MIN),
+        purchase("b2", "b", end_a + int(1.5 * day), "y"),  # between a's two refreshes
+        purchase("c1", "c", end_a + 3 * day),  # after a's last one
+    ]
+    out = [json.loads(v) for _, v in simulate(recs, embedder({}), config)]
+    seq = [(r["trigger"], r["trigger_event_id"], r.get("refresh"), r.get("scored_at")) for r in out]
+    end_b, end_b2 = T0 + 2 * MIN + gap, end_a + int(1.5 * day) + gap
+    ra, rb, rb2 = (config.refresh_times(e) for e in (end_a, end_b, end_b2))
+    # a day and 2.5 days after the session's end, on whole hours
+    assert ra == (
+        -(-(end_a + day) // (60 * MIN)) * 60 * MIN,
+        -(-(end_a + int(2.5 * day)) // (60 * MIN)) * 60 * MIN,
+    )
+    assert seq == [
+        ("event", "a1", None, None),
+        ("event", "b1", None, None),
+        ("session_end", "a1", None, None),
+        ("session_end", "b1", None, None),
+        ("session_end", "a1", 1, ra[0]),
+        ("session_end", "b1", 1, rb[0]),
+        ("event", "b2", None, None),  # b is back: no second refresh of b1's list
+        ("session_end", "b2", None, None),
+        ("session_end", "a1", 2, ra[1]),
+        ("session_end", "b2", 1, rb2[0]),
+        ("event", "c1", None, None),
+        ("session_end", "c1", None, None),  # end of input: session ends only, no refreshes
+    ]
+    # a refreshed list is scored as of its time: y was bought in between, and now trends
+    a_lists = [r for r in out if r["user_id"] == "a" and r["trigger"] == "session_end"]
+    assert "y" not in [i["item_id"] for i in a_lists[0]["items"]]
+    assert "y" in [i["item_id"] for i in a_lists[2]["items"]]
 
 
 def test_bad_records_are_counted_not_fatal():
