@@ -44,6 +44,9 @@ def test_session_end_lists_are_marked():
     text = format_recommendation("17850", record(trigger="session_end"))
     assert "SESSION END" in text.splitlines()[0] and "536365-7" in text.splitlines()[0]
     assert "SESSION END" not in format_recommendation("17850", record(trigger="event"))
+    refreshed = record(trigger="session_end", refresh=3, scored_at=TS + 3 * 86_400_000)
+    head = format_recommendation("17850", refreshed).splitlines()[0]
+    assert "REFRESH 3 at 2010-12-04" in head and "536365-7" in head
 
 
 def test_tombstones_and_bad_values_print_without_failing():
