@@ -379,10 +379,6 @@ class Recommend(KeyedBroadcastProcessFunction):
             # would see a later world. Registered now, before event time reaches the event, it
             # fires in order; if a later event moves the session's end, on_timer ignores it.
             timers.register_event_time_timer(parsed.ts + self.gap)
-            # and the refreshes of the list for the next visit, for the same reason: each would
-            # be registered by the one before, late, and fire only at the next watermark (on
-            # whole hours: the session's events ask for the same timers)
-            self._register_refreshes(parsed.ts + self.gap, 0, ctx, all_of_them=True)
         watermark = timers.current_watermark()
         if parsed.ts <= watermark:  # late: event time has passed it already
             yield from self._release(watermark, ctx)
@@ -457,6 +453,9 @@ class Recommend(KeyedBroadcastProcessFunction):
         key = event.user_id.encode("utf-8")
         timers = ctx.timer_service()
         old_end = None if before is None else self._session_end_at(before)
+        if old_end is not None and (old_end <= event.ts or event.type == "forget_user"):
+            # the user is back (or forgotten): the last session's list is refreshed no more
+            self._delete_refreshes(old_end, ctx)
         if (
             old_end is not None
             and old_end <= event.ts
@@ -493,20 +492,30 @@ class Recommend(KeyedBroadcastProcessFunction):
             yield self._emit(key, out, "event", event.ts, created)
 
     def _schedule_refresh(self, end: int, done: int, ctx) -> None:
-        """The timer of the next refresh after the ``done``-th of the list of the session that
-        closed at ``end`` (process mode registered them all when the session's events arrived)."""
-        if not self.s.early_session_timers:
-            self._register_refreshes(end, done, ctx)
-
-    def _register_refreshes(self, end: int, done: int, ctx, all_of_them: bool = False) -> None:
-        """Register the refresh timer after the ``done``-th (or all the rest), none at or past
-        the profile's expiry."""
-        timers = ctx.timer_service()
+        """After the session end (``done`` 0) or the ``done``-th refresh of the list of the
+        session that closed at ``end``: the next refresh's timer. In process mode all of them
+        at the session end: a timer registered while timers fire reaches the JVM only after
+        the bundle there, and fires at the next watermark; one at a time, each refresh would
+        be that late again. (So in process mode a refresh can come one watermark late in a
+        backlog, against a later world; the session end itself is registered early, see
+        process_element.) None at or past the profile's expiry."""
+        if self.s.early_session_timers and done > 0:
+            return
         times = self.s.ranking.refresh_times(end)[done:]
-        for at in times if all_of_them else times[:1]:
+        if not self.s.early_session_timers:
+            times = times[:1]
+        timers = ctx.timer_service()
+        for at in times:
             if self.ttl_ms and at >= end - self.gap + self.ttl_ms:
                 break
             timers.register_event_time_timer(at)
+
+    def _delete_refreshes(self, end: int, ctx) -> None:
+        """Delete the refresh timers of the session that closed at ``end`` (those not
+        registered are no-ops): a timer keyed by a forgotten user must not outlive them."""
+        timers = ctx.timer_service()
+        for at in self.s.ranking.refresh_times(end):
+            timers.delete_event_time_timer(at)
 
     def _session_end(self, user: UserState, at_ts: int, user_id: str, ctx, refresh: int = 0):
         self._advance(at_ts)
