@@ -43,8 +43,7 @@ TRIGGERS = ("event", "session_end")
 # 1.5^k days, k = 0..11: about 1, 1.5, 2.3, ... 58, 86 days after the session's end (a plain
 # class-level default: a configuration pickled before the field existed still reads it)
 REFRESH_DAYS = tuple(round(1.5**k, 3) for k in range(12))
-# refreshes fall on whole hours of event time: a session's events then ask for the same timers
-# (the job's process mode registers them as each event arrives; see operators.recommend_function)
+# refreshes fall on whole hours of event time (RankingConfig.refresh_times)
 REFRESH_GRID_MS = 3600 * 1000
 
 

@@ -147,6 +147,6 @@ def test_stop_with_savepoint_and_resume_give_the_lists_of_an_uninterrupted_run(
     assert figures(reference, reference, inputs.event_ids)["events_without_list"] == 0
     got = figures(resumed, reference, inputs.event_ids)
     assert reference.lists and got["events_without_list"] == 0, got
-    assert any(trigger == "session_end" for _, trigger in reference.lists)
+    assert any(trigger == "session_end" for _, trigger, _ in reference.lists)
     assert (got["lists_lost"], got["lists_duplicated"], got["lists_changed"]) == (0, 0, 0), got
     assert got["unexpected_lists"] == 0 and got["dead_letters"] == 0, got
