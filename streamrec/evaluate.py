@@ -617,6 +617,7 @@ def _slim(r: dict[str, Any]) -> dict[str, Any]:
             "n_purchases_warmup",
             "n_records",
             "n_records_duplicate",
+            "n_records_refreshed",
             "n_records_unmatched",
             "n_records_out_of_user_order",
         )

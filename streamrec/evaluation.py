@@ -415,7 +415,8 @@ def score_records(
     catalog's ``ts``.
 
     The result is :meth:`Scorer.result` plus ``n_records`` (non-null records read),
-    ``n_records_duplicate`` (replaced by a later one), ``n_records_unmatched`` (trigger not among
+    ``n_records_duplicate`` (the same list again), ``n_records_refreshed`` (a list for the next
+    visit replaced by a refresh of it: ``"refresh": k``, the highest k wins), ``n_records_unmatched`` (trigger not among
     ``events``, a user that differs from the trigger's user, or an unknown ``trigger``) and
     ``n_records_out_of_user_order``: records that arrived after a record of the same user
     triggered by a later event of that user (redeliveries, or lists emitted late; the scores do
@@ -424,6 +425,8 @@ def score_records(
     :class:`Scored` per scored purchase. ValueError if an ``event_id`` occurs twice in ``events``.
     """
     latest: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {}
+    refreshed: dict[tuple[str, str], int] = {}  # the latest list's "refresh" number
+    distinct: set[tuple[str, str, int]] = set()
     arrivals: list[tuple[str, str, str]] = []  # (user, trigger_event_id, trigger)
     n_records = 0
     for rec in records:
@@ -432,7 +435,12 @@ def score_records(
         n_records += 1
         tid, user = str(rec["trigger_event_id"]), str(rec["user_id"])
         trig = str(rec.get("trigger") or TRIGGER_EVENT)
-        latest[tid, trig] = (user, _item_ids(rec))
+        refresh = rec.get("refresh") if isinstance(rec.get("refresh"), int) else 0
+        distinct.add((tid, trig, refresh))
+        # a refreshed list replaces the one before it; a redelivered older one does not
+        if refresh >= refreshed.get((tid, trig), 0):
+            latest[tid, trig] = (user, _item_ids(rec))
+            refreshed[tid, trig] = refresh
         arrivals.append((user, tid, trig))
 
     s = Scorer(k=k, fresh_window_ms=fresh_window_ms, score_from=score_from, trace=trace)
@@ -458,7 +466,8 @@ def score_records(
                 s.emit(ev["user_id"], hit[1], ev["event_id"], ev.get("ts"), trigger=trig)
     out = s.result()
     out["n_records"] = n_records
-    out["n_records_duplicate"] = n_records - len(latest)
+    out["n_records_duplicate"] = n_records - len(distinct)
+    out["n_records_refreshed"] = len(distinct) - len(latest)  # replaced by a later refresh
     out["n_records_unmatched"] = len(latest) - matched
     out["n_records_out_of_user_order"] = _out_of_user_order(arrivals, position)
     if trace:

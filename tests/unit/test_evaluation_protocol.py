@@ -304,7 +304,12 @@ def test_baselines_and_job_lists_are_scored_by_the_same_code(seed):
                 )
         got = score_records(events, records, items=items, k=K, score_from=score_from)
         assert got["n_records_unmatched"] == 0
-        for key in ("n_records", "n_records_duplicate", "n_records_unmatched"):
+        for key in (
+            "n_records",
+            "n_records_duplicate",
+            "n_records_refreshed",
+            "n_records_unmatched",
+        ):
             got.pop(key)
         got.pop("n_records_out_of_user_order")
         assert got == direct[b.name]
@@ -314,6 +319,23 @@ def test_duplicate_event_ids_are_a_clear_error():
     e = {"event_id": "a-1", "user_id": "u", "type": "view", "item_id": "i0", "ts": TS}
     with pytest.raises(ValueError, match="occurs twice"):
         score_records([e, dict(e)], [])
+
+
+def test_the_latest_refresh_of_a_session_end_list_is_in_force():
+    ev = [
+        {"event_id": "a-1", "user_id": "u", "type": "purchase", "item_id": "i1", "ts": TS},
+        {"event_id": "a-2", "user_id": "u", "type": "purchase", "item_id": "i2", "ts": TS + 9e7},
+    ]
+    end = {"user_id": "u", "trigger_event_id": "a-1", "trigger": "session_end"}
+    records = [
+        {**end, "items": ["i9"]},
+        {**end, "refresh": 2, "items": ["i2"]},
+        {**end, "refresh": 1, "items": ["i8"]},  # redelivered late: an older refresh
+        {**end, "refresh": 2, "items": ["i2"]},  # the same list again
+    ]
+    r = score_records(ev, records)
+    assert r["event"]["hr@10"] == 0.5  # a-2 scored against refresh 2
+    assert (r["n_records_duplicate"], r["n_records_refreshed"]) == (1, 2)
 
 
 def test_same_code_on_the_committed_sample():
