@@ -25,8 +25,8 @@ job runs, paced over ``--feed-s`` seconds, so that the job is busy when a kill c
 A kill counts once the job noticed it (a new failure in its exception history within 30 s):
 a Python worker killed while idle would only be missed at its next record, and would prove
 nothing. A ``read_committed`` consumer reads each run's output to its end. Figures per run,
-against the uninterrupted run of its execution mode (column ``against``), per
-(trigger_event_id, trigger, refresh): triggers expected, lists delivered, lost (expected and missing),
+against the uninterrupted run of its execution mode (column ``against``), per list
+(``streamrec.evaluation.list_key``): triggers expected, lists delivered, lost (expected and missing),
 duplicated (delivered more than once), changed (differ apart from ``emitted_at``); and kills
 noticed and survived, restarts (Flink's count, or its exception history's), the time from each
 kill to the job's failure and to the next committed list.
@@ -448,6 +448,7 @@ def read_output(res: Run, bootstrap: str, out: dict) -> None:
     from confluent_kafka import Consumer
 
     from streamrec import topics
+    from streamrec.evaluation import list_key
 
     for topic in (out["recs"], out["dlq"]):
         consumer = Consumer({
@@ -462,12 +463,7 @@ def read_output(res: Run, bootstrap: str, out: dict) -> None:
                 elif msg.value() is not None:
                     rec = json.loads(msg.value())
                     if not rec["user_id"].startswith((END_USER, CLOSER)):
-                        key = (
-                            str(rec["trigger_event_id"]),
-                            rec.get("trigger", "event"),
-                            rec.get("refresh", 0),
-                        )
-                        res.lists.setdefault(key, []).append(rec)
+                        res.lists.setdefault(list_key(rec), []).append(rec)
         finally:
             consumer.close()
 

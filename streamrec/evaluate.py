@@ -336,6 +336,7 @@ def run_job(
 
     from streamrec import replay as replay_mod
     from streamrec import topics as topics_mod
+    from streamrec.evaluation import list_key
 
     job_args = list(job_args or [])
     if settle is None:
@@ -418,8 +419,8 @@ def run_job(
         last_list = time.monotonic()
         try:
             rec = json.loads(raw)
-            tid = str(rec["trigger_event_id"])
-            trigger = str(rec.get("trigger") or "event")
+            key = list_key(rec)
+            tid, trigger = key[0], key[1]
             items = rec.get("items") or ()
             ids = tuple(intern.setdefault(it["item_id"], it["item_id"]) for it in items)
             n_reason += sum(1 for it in items if it.get("reason"))
@@ -427,8 +428,7 @@ def run_job(
             n_bad += 1
             return
         n_items += len(ids)
-        key = (tid, trigger, rec.get("refresh", 0))  # a refreshed list is a new one
-        if key in keys:
+        if key in keys:  # a refreshed list is a new one (its key holds the refresh number)
             n_dup += 1
         keys.add(key)
         got.append((str(rec.get("user_id")), tid, trigger, ids))

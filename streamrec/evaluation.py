@@ -386,6 +386,18 @@ class Scorer:
         }
 
 
+def list_key(rec: Mapping[str, Any]) -> tuple[str, str, int]:
+    """``(trigger_event_id, trigger, refresh)`` of a ``recommendations`` value: one list. A
+    session-end list scored again while the user was away carries ``"refresh": k`` (1, 2, ...;
+    0 when absent); the one with the highest k replaces the others."""
+    refresh = rec.get("refresh")
+    return (
+        str(rec["trigger_event_id"]),
+        str(rec.get("trigger") or TRIGGER_EVENT),
+        refresh if isinstance(refresh, int) else 0,
+    )
+
+
 def _item_ids(rec: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(
         (it["item_id"] if isinstance(it, Mapping) else it) for it in rec.get("items") or ()
@@ -415,17 +427,17 @@ def score_records(
     catalog's ``ts``.
 
     The result is :meth:`Scorer.result` plus ``n_records`` (non-null records read),
-    ``n_records_duplicate`` (the same list again), ``n_records_refreshed`` (a list for the next
-    visit replaced by a refresh of it: ``"refresh": k``, the highest k wins), ``n_records_unmatched`` (trigger not among
-    ``events``, a user that differs from the trigger's user, or an unknown ``trigger``) and
+    ``n_records_duplicate`` (the same list again), ``n_records_refreshed`` (a list for the
+    next visit replaced by a refresh of it, see :func:`list_key`), ``n_records_unmatched``
+    (trigger not among ``events``, a user that differs from the trigger's user, or an unknown ``trigger``) and
     ``n_records_out_of_user_order``: records that arrived after a record of the same user
     triggered by a later event of that user (redeliveries, or lists emitted late; the scores do
     not depend on arrival order, but ``streamrec evaluate`` relies on per-user order to know when
     it has every list that can be in force). With ``trace`` the result holds ``"scored"``: one
     :class:`Scored` per scored purchase. ValueError if an ``event_id`` occurs twice in ``events``.
     """
-    latest: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {}
-    refreshed: dict[tuple[str, str], int] = {}  # the latest list's "refresh" number
+    # (trigger_event_id, trigger) -> (refresh, user, items) of the list in force for it
+    latest: dict[tuple[str, str], tuple[int, str, tuple[str, ...]]] = {}
     distinct: set[tuple[str, str, int]] = set()
     arrivals: list[tuple[str, str, str]] = []  # (user, trigger_event_id, trigger)
     n_records = 0
@@ -433,14 +445,12 @@ def score_records(
         if rec is None:
             continue
         n_records += 1
-        tid, user = str(rec["trigger_event_id"]), str(rec["user_id"])
-        trig = str(rec.get("trigger") or TRIGGER_EVENT)
-        refresh = rec.get("refresh") if isinstance(rec.get("refresh"), int) else 0
-        distinct.add((tid, trig, refresh))
+        tid, trig, refresh = key = list_key(rec)
+        user = str(rec["user_id"])
+        distinct.add(key)
         # a refreshed list replaces the one before it; a redelivered older one does not
-        if refresh >= refreshed.get((tid, trig), 0):
-            latest[tid, trig] = (user, _item_ids(rec))
-            refreshed[tid, trig] = refresh
+        if refresh >= latest.get((tid, trig), (0,))[0]:
+            latest[tid, trig] = (refresh, user, _item_ids(rec))
         arrivals.append((user, tid, trig))
 
     s = Scorer(k=k, fresh_window_ms=fresh_window_ms, score_from=score_from, trace=trace)
@@ -461,9 +471,9 @@ def score_records(
         s.event(ev)
         for trig in TRIGGERS:
             hit = latest.get((eid, trig))
-            if hit is not None and hit[0] == ev["user_id"]:
+            if hit is not None and hit[1] == ev["user_id"]:
                 matched += 1
-                s.emit(ev["user_id"], hit[1], ev["event_id"], ev.get("ts"), trigger=trig)
+                s.emit(ev["user_id"], hit[2], ev["event_id"], ev.get("ts"), trigger=trig)
     out = s.result()
     out["n_records"] = n_records
     out["n_records_duplicate"] = n_records - len(distinct)

@@ -117,11 +117,10 @@ class Simulation:
         self.profiles[u] = profile
         if value is not None:
             out.append(Output(u, value, "session_end", None))
-        times = self.rec.config.refresh_times(end)
-        if refreshes and k < len(times):
-            at = times[k]
-            self._refresh[u] = (at, k + 1, end)
-            heapq.heappush(self._heap, (at, u))
+        times = self.rec.config.refresh_times(end) if refreshes else ()
+        if k < len(times):
+            self._refresh[u] = (times[k], k + 1, end)
+            heapq.heappush(self._heap, (times[k], u))
 
     def event(
         self, ev: Event, query_vec: np.ndarray | None = None

@@ -9,6 +9,7 @@ import time
 import pytest
 
 from streamrec import paths, retail
+from streamrec.evaluation import list_key
 from streamrec.replay import replay
 from tests.integration.conftest import consume_until, job_topics
 from tests.integration.test_job_kafka import RunningJob
@@ -45,7 +46,7 @@ def run_job_on(
     out = {}
     for r in recs:
         value = json.loads(r.value)
-        out[value["trigger_event_id"], value["trigger"], value.get("refresh", 0)] = value["items"]
+        out[list_key(value)] = value["items"]
     return out
 
 
@@ -146,7 +147,7 @@ def test_the_job_emits_the_offline_drivers_lists_refreshes_included(
     expected = {}
     for _, value in simulate(records, lambda t: encoder.encode([t])[0], RankingConfig(), top_k=5):
         v = json.loads(value)
-        expected[v["trigger_event_id"], v["trigger"], v.get("refresh", 0)] = v["items"]
+        expected[list_key(v)] = v["items"]
     refreshed = [key for key in job if key[2] > 0]
     assert len(refreshed) > 10
     assert sum(trigger == "event" for _, trigger, _ in job) == n_events
