@@ -143,14 +143,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     import shlex
 
-    from streamrec import evaluate, kafka_broker, paths, replay, topics
+    from streamrec import evaluate, kafka_broker, paths, ports, replay, topics
 
     csv = args.csv or paths.default_data_file()
     with contextlib.ExitStack() as stack:
         base = Path(tempfile.mkdtemp(prefix="bench-burst-", dir=paths.runtime_dir()))
         stack.callback(shutil.rmtree, base, True)
         bootstrap = args.bootstrap_servers or stack.enter_context(
-            kafka_broker.running_broker(kafka_broker.free_port(), base / "kafka")
+            kafka_broker.running_broker(ports.free_port(), base / "kafka")
         )
         tag = f"burst-{uuid.uuid4().hex[:6]}"
         names = {k: f"{tag}-{k}" for k in ("events", "items", "recs", "dlq")}

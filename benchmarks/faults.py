@@ -548,7 +548,7 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from jobs.config import JobConfig
-    from streamrec import evaluate, flink_cluster, kafka_broker, paths
+    from streamrec import evaluate, flink_cluster, kafka_broker, paths, ports
 
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(10**6)
     rng = random.Random(seed)
@@ -564,14 +564,14 @@ def main(argv: list[str] | None = None) -> int:
         bootstrap = args.bootstrap_servers
         if bootstrap is None:
             bootstrap = stack.enter_context(
-                kafka_broker.running_broker(kafka_broker.free_port(), base / "kafka")
+                kafka_broker.running_broker(ports.free_port(), base / "kafka")
             )
 
         def fresh_cluster(name: str) -> dict:
             # a cluster of its own per run: in thread mode a TaskManager that ran one Python job
             # fails the next one (PEMJA: NoSuchFieldException loadedLibraryNames)
             flink_base = base / f"flink-{name}"
-            rest_addr = flink_cluster.start(kafka_broker.free_port(), slots=2, base_dir=flink_base,
+            rest_addr = flink_cluster.start(ports.free_port(), slots=2, base_dir=flink_base,
                                             taskmanagers=1, extra=FAST_FAILOVER, timeout=300)  # fmt: skip
             stack.callback(flink_cluster.stop, flink_base)
             return {

@@ -5,6 +5,7 @@ Pure functions (no Kafka, no Flink), so that what ``streamrec bench job`` prints
 - :func:`throughput`: lists per second in steady state, from the wall-clock times at which the
   lists of a backlog were consumed. The first ``head`` share of the lists (start-up: JIT, the
   catalog, the first checkpoint) and the last ``tail`` share (the drain) are left out.
+  :func:`backlog_throughput` falls back to the lists' ``emitted_at`` when all came in one poll.
 - :func:`latency_stats`: percentiles of produce -> consume milliseconds.
 - :func:`add_ratios`: each run's lists/s as a ratio to the baseline variant's run in the same
   alignment (these machines are noisy, so only ratios within one invocation are compared).
@@ -59,6 +60,21 @@ def throughput(
         "startup_s": (times[0] - started_ms) / 1000.0,
         "steady_s": steady,
     }
+
+
+def backlog_throughput(
+    consumed_ms: Mapping[str, float], emitted_ms: Mapping[str, float], started_ms: float
+) -> dict[str, Any]:
+    """:func:`throughput` of a backlog's lists timed as they were consumed; when that gives no
+    rate (all came in one poll: a short backlog, a fast variant) and every list carries the
+    time it was emitted, the rates come from those instead (start-up stays the consumer's).
+    ``rate_clock``: ``"consumed"`` or ``"emitted_at"``."""
+    out: dict[str, Any] = {**throughput(consumed_ms, started_ms), "rate_clock": "consumed"}
+    if not out["lists_per_s"] > 0 and consumed_ms and emitted_ms.keys() >= consumed_ms.keys():
+        by_job = throughput([emitted_ms[k] for k in consumed_ms], started_ms)
+        out.update({k: by_job[k] for k in ("lists_per_s", "lists_per_s_all", "steady_s")})
+        out["rate_clock"] = "emitted_at"
+    return out
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:

@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from streamrec import evaluate, kafka_broker, paths
+    from streamrec import evaluate, kafka_broker, paths, ports
 
     want_variants = args.only is not None or args.variant is not None
     want_catalogs = args.catalog_sizes is not None
@@ -240,7 +240,7 @@ def _run(args: argparse.Namespace) -> int:
             data_dir = out / "broker"
             stack.callback(shutil.rmtree, data_dir, True)  # after the broker has stopped
             bootstrap = stack.enter_context(
-                kafka_broker.running_broker(kafka_broker.free_port(), data_dir)
+                kafka_broker.running_broker(ports.free_port(), data_dir)
             )
         store = None
         if (args.embedding_store or "").lower() != "none":

@@ -7,7 +7,9 @@
    recommend operator has received all of it (read from the job's Prometheus reporter).
 3. The job starts (a :mod:`benchmarks.launchers` launcher); every per-event list of the backlog
    is awaited (dead-lettered events are subtracted). Figures: steady lists/s and start-up
-   (:func:`benchmarks.figures.throughput`), RSS by role (:mod:`benchmarks.memory`).
+   (:func:`benchmarks.figures.throughput`), RSS by role (:mod:`benchmarks.memory`). Lists/s
+   are timed as this process consumes the lists; when all of them come in one poll (a short
+   backlog and a fast variant) by the ``emitted_at`` they carry (``rate_clock`` says which).
 4. Paced phase (optional): the next records are produced at ``paced_ratio`` x the measured
    lists/s while the job runs; latency is producer ``produce()`` time -> this process consuming
    the event's list, for every paced event (and produce -> the list's ``emitted_at``, the job's
@@ -415,9 +417,9 @@ def run_once(
         plumbing += ["--savepoint-dir", str(out_dir / "savepoints")]
     metrics_port = None
     if catalog:  # the new job's flags: its metrics tell when the catalog is in
-        from streamrec import kafka_broker
+        from streamrec import ports
 
-        metrics_port = kafka_broker.free_port()
+        metrics_port = ports.free_port(span=10)  # the reporter takes port .. port + 9
         plumbing += ["--metrics-port", str(metrics_port), "--job-name", run_id]
     flags = plumbing + list(flags)
     row: dict[str, Any] = {"topics": names}
@@ -463,7 +465,8 @@ def run_once(
             expected = list_event_ids(backlog)
             reader.wait_for(expected, handle, deadline, abort)
             backlog_ms = {k: v for k, v in reader.consumed_ms.items() if k in expected}
-            row.update(figures.throughput(backlog_ms, started_ms))
+            emitted_ms = {k: v for k, v in reader.emitted_ms.items() if k in expected}
+            row.update(figures.backlog_throughput(backlog_ms, emitted_ms, started_ms))
             row["backlog_s"] = round(
                 (max(backlog_ms.values(), default=started_ms) - started_ms) / 1000, 2
             )

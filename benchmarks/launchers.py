@@ -287,12 +287,12 @@ class ClusterLauncher:
         self._start()
 
     def _start(self) -> None:
-        from streamrec import flink_cluster, kafka_broker
+        from streamrec import flink_cluster, ports
 
         self.base_dir = Path(tempfile.mkdtemp(prefix="bench-cluster-", dir=paths.runtime_dir()))
         try:
             self.rest = flink_cluster.start(
-                kafka_broker.free_port(),
+                ports.free_port(),
                 slots=self.slots,
                 base_dir=self.base_dir,
                 timeout=240,

@@ -1141,7 +1141,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
 
     if not args.baselines_only:
-        from streamrec import kafka_broker
+        from streamrec import kafka_broker, ports
 
         stack = contextlib.ExitStack()
         with stack:
@@ -1150,7 +1150,7 @@ def main(argv: list[str] | None = None) -> int:
                 data_dir = paths.runtime_dir() / f"evaluate-{os.getpid()}-{int(time.time())}"
                 stack.callback(shutil.rmtree, data_dir, True)  # runs after the broker stops
                 bootstrap = stack.enter_context(
-                    kafka_broker.running_broker(kafka_broker.free_port(), data_dir)
+                    kafka_broker.running_broker(ports.free_port(), data_dir)
                 )
             run_info["bootstrap"] = bootstrap
 

@@ -39,6 +39,7 @@ import urllib.request
 from pathlib import Path
 
 from streamrec import paths
+from streamrec.ports import free_port
 
 IDENT = "streamrec"
 PROMETHEUS_FACTORY = "org.apache.flink.metrics.prometheus.PrometheusReporterFactory"
@@ -69,12 +70,6 @@ def default_base_dir() -> Path:
 def _dirs(base_dir: Path | str | None) -> tuple[Path, Path, Path, Path]:
     base = Path(base_dir or default_base_dir()).resolve()
     return base, base / "conf", base / "log", base / "pid"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _set(d: dict, dotted: str, value) -> None:
@@ -123,7 +118,7 @@ def write_config(
         if f.suffix in (".properties", ".xml"):
             shutil.copyfile(f, conf / f.name)
     cfg = yaml.safe_load((shipped / "config.yaml").read_text()) or {}
-    rpc_port = rpc_port or _free_port()
+    rpc_port = rpc_port or free_port()
     settings = {
         "jobmanager.rpc.address": "localhost",
         "jobmanager.rpc.port": rpc_port,

@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from streamrec import paths
+from streamrec.ports import free_port
 
 LOG4J_CONFIG = paths.PROJECT_ROOT / "deploy" / "log4j2-kafka.properties"
 PID_FILE = "broker.pid"
@@ -46,13 +47,6 @@ class BrokerError(RuntimeError):
 
 def default_data_dir() -> Path:
     return paths.runtime_dir() / "kafka"
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago (the OS picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
 
 
 # ---------------------------------------------------------------------------------------------

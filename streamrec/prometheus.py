@@ -8,6 +8,7 @@ For tests and checks that need the job's metrics as it exports them; no Promethe
 
 from __future__ import annotations
 
+import http.client
 import math
 import re
 import urllib.request
@@ -49,6 +50,10 @@ def _value(text: str) -> float:
 
 
 def scrape(address: str, timeout: float = 5.0) -> list[Sample]:
-    """The samples ``http://ADDRESS/metrics`` serves now (``address``: ``host:port``)."""
-    with urllib.request.urlopen(f"http://{address}/metrics", timeout=timeout) as r:
-        return parse(r.read().decode("utf-8"))
+    """The samples ``http://ADDRESS/metrics`` serves now (``address``: ``host:port``).
+    OSError when nothing answers there in HTTP (not up yet, or another kind of server)."""
+    try:
+        with urllib.request.urlopen(f"http://{address}/metrics", timeout=timeout) as r:
+            return parse(r.read().decode("utf-8"))
+    except http.client.HTTPException as e:
+        raise ConnectionError(f"no HTTP answer from {address}: {e!r}") from e

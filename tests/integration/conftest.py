@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, TopicPartition
 
-from streamrec import flink_cluster, kafka_broker, topics
+from streamrec import flink_cluster, kafka_broker, ports, topics
 
 
 @dataclass(frozen=True)
@@ -147,7 +147,7 @@ def kafka_bootstrap(tmp_path_factory) -> str:
         yield existing
         return
     data_dir = tmp_path_factory.mktemp("kafka")
-    bootstrap = kafka_broker.start(kafka_broker.free_port(), data_dir, timeout=120)
+    bootstrap = kafka_broker.start(ports.free_port(), data_dir, timeout=120)
     try:
         yield bootstrap
     finally:
@@ -195,7 +195,7 @@ def consume_until_fixture():
 @pytest.fixture(scope="session")
 def flink_standalone(tmp_path_factory):
     base = tmp_path_factory.mktemp("flink")
-    rest = flink_cluster.start(kafka_broker.free_port(), slots=2, base_dir=base, timeout=180)
+    rest = flink_cluster.start(ports.free_port(), slots=2, base_dir=base, timeout=180)
     try:
         yield {
             "rest": rest,

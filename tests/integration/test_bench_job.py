@@ -39,6 +39,7 @@ def test_job_benchmark_two_variants(kafka_bootstrap, tiny_model_dir, tmp_path, c
     for r in runs.values():
         assert "error" not in r, r.get("error")
         assert r["lists"] == EVENTS and r["lists_per_s"] > 0 and r["startup_s"] > 0
+        assert r["rate_clock"] in ("consumed", "emitted_at")
         lat = r["latency_ms"]
         assert lat["n"] == PACED and 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
         assert r["paced_rate"] > 0 and r["paced_tail_events"] >= 0

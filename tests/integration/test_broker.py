@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from streamrec import kafka_broker, paths, replay, retail, topics, watch
+from streamrec import kafka_broker, paths, ports, replay, retail, topics, watch
 
 pytestmark = pytest.mark.integration
 
@@ -79,7 +79,7 @@ def test_replay_then_watch(kafka_bootstrap, topic_factory, consume_until, produc
 
 def test_start_stop_restart_cleanly(tmp_path):
     """A second broker in its own data dir: start, restart on the same storage, clean stop."""
-    port = kafka_broker.free_port()
+    port = ports.free_port()
     t0 = time.monotonic()
     bootstrap = kafka_broker.start(port, tmp_path, timeout=120)
     started = time.monotonic() - t0
@@ -87,7 +87,7 @@ def test_start_stop_restart_cleanly(tmp_path):
         assert kafka_broker.status(tmp_path)["answering"]
         assert kafka_broker.start(port, tmp_path) == bootstrap  # idempotent
         with pytest.raises(kafka_broker.BrokerError, match="already runs"):
-            kafka_broker.start(kafka_broker.free_port(), tmp_path)
+            kafka_broker.start(ports.free_port(), tmp_path)
         topics.ensure_topics(bootstrap, {"kept": 1})
     finally:
         assert kafka_broker.stop(tmp_path) is True
@@ -112,7 +112,7 @@ def test_start_stop_restart_cleanly(tmp_path):
 
 
 def test_start_refuses_a_busy_port(tmp_path):
-    port = kafka_broker.free_port()
+    port = ports.free_port()
     with socket.socket() as blocker:  # the port is taken: start refuses with a clear error
         blocker.bind(("127.0.0.1", port))
         blocker.listen()

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from operators import metrics as m
-from streamrec import kafka_broker, prometheus
+from streamrec import ports, prometheus
 from tests.integration.conftest import job_topics, produce, wait_for_catalog
 from tests.integration.test_job_kafka import CATALOG, TS0, RunningJob, event, item
 
@@ -28,7 +28,7 @@ def values(samples, series: str, **labels) -> list[float]:
 def test_reporter_exports_the_jobs_metrics(kafka_bootstrap, tiny_model_dir, tmp_path):
     t = job_topics(kafka_bootstrap, "metrics")
     produce(kafka_bootstrap, t["items"], [item(k, v) for k, v in CATALOG.items()])
-    port = kafka_broker.free_port()
+    port = ports.free_port(span=10)  # the reporters take port .. port + 9
     job = RunningJob(
         kafka_bootstrap,
         t,

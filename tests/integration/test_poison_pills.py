@@ -13,7 +13,7 @@ import uuid
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from streamrec import kafka_broker, prometheus, topics
+from streamrec import ports, prometheus, topics
 from tests.integration.conftest import consume_until, job_topics
 from tests.integration.test_job_kafka import CATALOG, TS0, RunningJob
 
@@ -166,7 +166,7 @@ def test_hostile_records_on_both_topics_never_reach_a_list_nor_restart_the_job(
     coords = produce_all(kafka_bootstrap, t["events"], records)
     bad_event_at = {coords[n] for n in range(1, 2 * len(bad_events) * 2, 2)}
 
-    port = kafka_broker.free_port()
+    port = ports.free_port(span=10)  # the reporters take port .. port + 9
     job = RunningJob(kafka_bootstrap, t, tiny_model_dir, tmp_path / "job.log", parallelism=2,
                      extra=["--metrics-port", str(port)])  # fmt: skip
     try:

@@ -48,6 +48,24 @@ def test_throughput_without_time_is_nan():
     assert one["lists"] == 1 and one["startup_s"] == 6.0 and math.isnan(one["lists_per_s"])
 
 
+def test_a_backlog_consumed_in_one_poll_is_timed_by_the_lists_emitted_at():
+    ids = [str(i) for i in range(100)]
+    consumed = dict.fromkeys(ids, 9000.0)  # all in one poll
+    emitted = {k: 5000.0 + 2 * i for i, k in enumerate(ids)}  # one list every 2 ms
+    t = figures.backlog_throughput(consumed, emitted, started_ms=1000.0)
+    assert t["rate_clock"] == "emitted_at"
+    assert t["lists_per_s"] == pytest.approx(500.0)
+    assert t["startup_s"] == 8.0 and t["lists"] == 100  # start-up: when the first was consumed
+    # consumed over time: the consumer's clock, whatever the lists say
+    spread = {k: 9000.0 + 10 * i for i, k in enumerate(ids)}
+    t = figures.backlog_throughput(spread, emitted, started_ms=1000.0)
+    assert t["rate_clock"] == "consumed" and t["lists_per_s"] == pytest.approx(100.0)
+    # a list without emitted_at: no rate rather than one from part of the lists
+    partial = dict(list(emitted.items())[:50])
+    t = figures.backlog_throughput(consumed, partial, started_ms=1000.0)
+    assert t["rate_clock"] == "consumed" and math.isnan(t["lists_per_s"])
+
+
 def test_percentiles_match_numpy():
     rng = np.random.default_rng(3)
     values = rng.exponential(100.0, size=997)
