@@ -11,7 +11,8 @@
    are timed as this process consumes the lists; when all of them come in one poll (a short
    backlog and a fast variant) by the ``emitted_at`` they carry (``rate_clock`` says which).
 4. Paced phase (optional): the next records are produced at ``paced_ratio`` x the measured
-   lists/s while the job runs; latency is producer ``produce()`` time -> this process consuming
+   lists/s while the job runs, by a producer that has delivered a warm-up record to a topic of
+   its own first (its connection is not part of the first events' latency); latency is producer ``produce()`` time -> this process consuming
    the event's list, for every paced event (and produce -> the list's ``emitted_at``, the job's
    clock, without the sink). With ``paced_time="wall"`` (default) each paced record's ``ts`` is
    rewritten to continue the backlog's event time at wall-clock speed from the moment it is
