@@ -14,8 +14,8 @@
    lists/s while the job runs, by a producer that has delivered a warm-up record to a topic of
    its own first (its connection is not part of the first events' latency); latency is
    producer ``produce()`` time -> this process consuming the event's list, for every paced
-   event (and produce -> the list's ``emitted_at``, the job's clock, without the sink). With ``paced_time="wall"`` (default) each paced record's ``ts`` is
-   rewritten to continue the backlog's event time at wall-clock speed from the moment it is
+   event (and produce -> the list's ``emitted_at``, the job's clock, without the sink). With
+   ``paced_time="wall"`` (default) each paced record's ``ts`` is rewritten to continue the backlog's event time at wall-clock speed from the moment it is
    produced, as in live traffic (event-time alignment then waits for the watermark, i.e. the
    out-of-orderness bound, as it would in production); ``"original"`` keeps the file's
    timestamps (years of event time pass in minutes). A short unmeasured tail of events follows,
