@@ -12,15 +12,16 @@
    backlog and a fast variant) by the ``emitted_at`` they carry (``rate_clock`` says which).
 4. Paced phase (optional): the next records are produced at ``paced_ratio`` x the measured
    lists/s while the job runs, by a producer that has delivered a warm-up record to a topic of
-   its own first (its connection is not part of the first events' latency); latency is
-   producer ``produce()`` time -> this process consuming the event's list, for every paced
-   event (and produce -> the list's ``emitted_at``, the job's clock, without the sink). With
-   ``paced_time="wall"`` (default) each paced record's ``ts`` is rewritten to continue the backlog's event time at wall-clock speed from the moment it is
-   produced, as in live traffic (event-time alignment then waits for the watermark, i.e. the
-   out-of-orderness bound, as it would in production); ``"original"`` keeps the file's
-   timestamps (years of event time pass in minutes). A short unmeasured tail of events follows,
-   so that event time moves past the last measured ones. ``latency.csv`` in the run's folder
-   has every paced event's produce, emit and consume time.
+   its own first (its connection is not part of the first events' latency); latency is producer
+   ``produce()`` time -> this process consuming the event's list, for every paced event (and
+   produce -> the list's ``emitted_at``, the job's clock, without the sink). With
+   ``paced_time="wall"`` (default) each paced record's ``ts`` is rewritten to continue the
+   backlog's event time at wall-clock speed from the moment it is produced, as in live traffic
+   (event-time alignment then waits for the watermark, i.e. the out-of-orderness bound, as it
+   would in production); ``"original"`` keeps the file's timestamps (years of event time pass
+   in minutes). A short unmeasured tail of events follows, so that event time moves past the
+   last measured ones. ``latency.csv`` in the run's folder has every paced event's produce,
+   emit and consume time.
 5. Catalog checks (optional, the new job): the size of the first checkpoint completed after the
    backlog (``--checkpoint-dir``), then stop with a savepoint, restart from it and measure the
    time from the restart to the list of a probe event produced at the restart.
