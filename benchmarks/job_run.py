@@ -476,8 +476,7 @@ def run_once(
             expected = list_event_ids(backlog)
             reader.wait_for(expected, handle, deadline, abort)
             backlog_ms = {k: v for k, v in reader.consumed_ms.items() if k in expected}
-            emitted_ms = {k: v for k, v in reader.emitted_ms.items() if k in expected}
-            row.update(figures.backlog_throughput(backlog_ms, emitted_ms, started_ms))
+            row.update(figures.backlog_throughput(backlog_ms, reader.emitted_ms, started_ms))
             row["backlog_s"] = round(
                 (max(backlog_ms.values(), default=started_ms) - started_ms) / 1000, 2
             )

@@ -419,8 +419,7 @@ def run_job(
         last_list = time.monotonic()
         try:
             rec = json.loads(raw)
-            key = list_key(rec)
-            tid, trigger = key[0], key[1]
+            tid, trigger, _ = key = list_key(rec)
             items = rec.get("items") or ()
             ids = tuple(intern.setdefault(it["item_id"], it["item_id"]) for it in items)
             n_reason += sum(1 for it in items if it.get("reason"))
