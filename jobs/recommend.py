@@ -226,6 +226,7 @@ def environment(cfg: JobConfig) -> StreamExecutionEnvironment:
     conf.set_string("python.fn-execution.bundle.time", str(cfg.bundle_time_ms))
     conf.set_string("python.fn-execution.bundle.size", str(cfg.bundle_size))
     conf.set_string("pipeline.name", cfg.job_name)
+    conf.set_string("pipeline.auto-watermark-interval", f"{cfg.watermark_interval_ms} ms")
     python = cfg.python_executable
     if python is None and not _submitted_by_flink_cli():
         python = sys.executable  # local mini-cluster: workers run this interpreter (its venv)
@@ -266,6 +267,7 @@ def environment(cfg: JobConfig) -> StreamExecutionEnvironment:
         env.set_python_executable(python)
     env.add_jars(*cfg.resolved_jars())
     env.set_parallelism(cfg.parallelism)
+    env.set_buffer_timeout(cfg.buffer_timeout_ms)
     if cfg.checkpoint_interval_ms > 0:
         env.enable_checkpointing(cfg.checkpoint_interval_ms)
     elif cfg.delivery == "exactly-once":
