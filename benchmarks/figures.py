@@ -6,6 +6,8 @@ Pure functions (no Kafka, no Flink), so that what ``streamrec bench job`` prints
   lists of a backlog were consumed. The first ``head`` share of the lists (start-up: JIT, the
   catalog, the first checkpoint) and the last ``tail`` share (the drain) are left out.
   :func:`backlog_throughput` falls back to the lists' ``emitted_at`` when all came in one poll.
+- :func:`paced_rate`: the rate of a paced phase, a share of the lower of the backlog's and the
+  live rate.
 - :func:`latency_stats`: percentiles of produce -> consume milliseconds.
 - :func:`add_ratios`: each run's lists/s as a ratio to the baseline variant's run in the same
   alignment (these machines are noisy, so only ratios within one invocation are compared).
@@ -75,6 +77,16 @@ def backlog_throughput(
         out.update({k: by_job[k] for k in ("lists_per_s", "lists_per_s_all", "steady_s")})
         out["rate_clock"] = "emitted_at"
     return out
+
+
+def paced_rate(ratio: float, backlog_rate: float, live_rate: float | None = None) -> float:
+    """Events/s of a paced phase: ``ratio`` x the maximum, the lower of the backlog's lists/s
+    and the live rate (lists/s while the events are being produced) when that was measured
+    (a NaN or missing one is ignored); at least 1."""
+    maximum = backlog_rate
+    if live_rate is not None and live_rate > 0:
+        maximum = min(maximum, live_rate)
+    return max(1.0, ratio * maximum)
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:

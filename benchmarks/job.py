@@ -15,8 +15,13 @@ alignment (``--align-modes``, default event-time and none; see benchmarks.job_ru
 
 - lists/s in steady state on a backlog of ``--events`` Online Retail purchases, produced
   before the job starts;
+- the live rate (``live/s``): the next ``--live-events`` events produced at that rate while
+  the job runs, and the rate their lists come at. A backlog has the producer and the broker's
+  write path idle; live traffic shares the machine with them, so this is the maximum the job
+  sustains on live traffic (the maximum sustainable throughput of stream-benchmark practice);
 - then p50/p95/p99 latency (produce -> list consumed) of the next ``--paced-events`` events,
-  produced at ``--paced-ratio`` (0.5) x the lists/s just measured;
+  produced at ``--paced-ratio`` (0.5) x the maximum: the lower of lists/s and live/s (lists/s
+  alone with ``--live-events 0``);
 - peak RSS of the JVM(s), the Python workers and the driver (or the loop).
 
 Ratios are to ``--baseline`` (default ``old``) in the same alignment; the targets of issue 9
@@ -109,7 +114,18 @@ def _parser() -> argparse.ArgumentParser:
     a = p.add_argument
     a("--events", type=int, default=20_000, help="backlog events per run (default %(default)s)")
     a("--paced-events", type=int, default=5_000, help="events of the paced phase (0: none)")
-    a("--paced-ratio", type=float, default=0.5, help="paced rate / the run's lists/s")
+    a(
+        "--live-events",
+        type=int,
+        default=2_000,
+        help="events produced at the backlog's rate while the job runs (live/s; 0: none)",
+    )
+    a(
+        "--paced-ratio",
+        type=float,
+        default=0.5,
+        help="paced rate / the run's maximum (the lower of lists/s and live/s)",
+    )
     a(
         "--paced-time",
         choices=["wall", "original"],
@@ -203,25 +219,31 @@ def _run(args: argparse.Namespace) -> int:
     )
     csv = args.csv or paths.default_data_file()
     n_cat = args.catalog_events if args.catalog_events is not None else args.events
-    n_more = args.paced_events + TAIL_EVENTS if variants and args.paced_events else 0
+    probe = bool(variants and args.paced_events and args.live_events)
+    n_live = args.live_events + TAIL_EVENTS if probe else 0
+    n_more = n_live + args.paced_events + TAIL_EVENTS if variants and args.paced_events else 0
     n_total = max(args.events + n_more, n_cat if sizes else 0)
     t0 = time.monotonic()
     records = evaluate.load_records(csv, max_events=n_total)
     backlog, rest = split_records(records, args.events)
+    live, rest = split_records(rest, args.live_events) if n_live else ([], rest)
+    live_tail, rest = split_records(rest, TAIL_EVENTS) if live else ([], rest)
     paced, rest = split_records(rest, args.paced_events) if variants else ([], [])
     tail, _ = split_records(rest, TAIL_EVENTS) if paced else ([], [])
     out = args.out or paths.runtime_dir() / f"bench-job-{time.strftime('%Y%m%d-%H%M%S')}"
     out.mkdir(parents=True, exist_ok=True)
     n_backlog = sum(1 for k, _, v in backlog if k == "events" and v is not None)
     n_paced = sum(1 for k, _, v in paced if k == "events" and v is not None)
+    n_live = sum(1 for k, _, v in live if k == "events" and v is not None)
     print(
         f"job benchmark: {n_backlog:,} backlog events"
-        + (f" + {n_paced:,} paced events" if variants else "")
+        + (f" + {n_live:,} live + {n_paced:,} paced events" if variants else "")
         + f" from {csv.name}; {os.cpu_count()} CPUs; logs in {out}",
         flush=True,
     )
     report: dict[str, Any] = {
         "events": n_backlog,
+        "live_events": n_live,
         "paced_events": n_paced,
         "cpus": os.cpu_count(),
         "config": {
@@ -249,7 +271,18 @@ def _run(args: argparse.Namespace) -> int:
             store = Path(args.embedding_store) if args.embedding_store else exact_store_dir()
             fill_store(records, store, args.model)
         if variants:
-            runs = run_variants(variants, args, backlog, paced, tail, bootstrap, store, out, stack)
+            runs = run_variants(
+                variants,
+                args,
+                backlog,
+                (live, live_tail),
+                paced,
+                tail,
+                bootstrap,
+                store,
+                out,
+                stack,
+            )
             report["runs"] = runs
             failed |= any("error" in r for r in runs)
         if sizes:
@@ -307,7 +340,10 @@ def _launcher(variant: Variant, args, stack: contextlib.ExitStack, cache: dict):
     return launcher
 
 
-def run_variants(variants, args, backlog, paced, tail, bootstrap, store, out, stack) -> list[dict]:
+def run_variants(
+    variants, args, backlog, live, paced, tail, bootstrap, store, out, stack
+) -> list[dict]:
+    """Every variant in every alignment; ``live`` is (live events, their tail)."""
     from benchmarks.job_run import RunError, RunOptions, run_once
     from benchmarks.launchers import LaunchError
 
@@ -341,7 +377,16 @@ def run_variants(variants, args, backlog, paced, tail, bootstrap, store, out, st
                 launcher = _launcher(v, args, stack, cache)
                 row.update(
                     run_once(
-                        launcher, flags, v.parallelism, backlog, paced, opts, run_dir, tail=tail
+                        launcher,
+                        flags,
+                        v.parallelism,
+                        backlog,
+                        paced,
+                        opts,
+                        run_dir,
+                        tail=tail,
+                        live=live[0],
+                        live_tail=live[1],
                     )
                 )
             except (RunError, LaunchError) as e:
@@ -355,7 +400,7 @@ def run_variants(variants, args, backlog, paced, tail, bootstrap, store, out, st
                 lat = row.get("latency_ms") or {}
                 print(
                     f"[{label}] {row['lists_per_s']:,.0f} lists/s steady, first list after "
-                    f"{row['startup_s']:.1f}s; paced at {row.get('paced_rate', float('nan')):,.0f}/s: "
+                    f"{row['startup_s']:.1f}s; live {row.get('live_lists_per_s', float('nan')):,.0f}/s; paced at {row.get('paced_rate', float('nan')):,.0f}/s: "
                     f"p50 {lat.get('p50', float('nan')):,.0f} ms, p99 {lat.get('p99', float('nan')):,.0f} ms",
                     flush=True,
                 )
@@ -521,6 +566,7 @@ def print_report(report: dict[str, Any], args) -> None:
             ("lists/s", "lists_per_s", ",.0f"),
             ("x base", "ratio", ".2f"),
             ("startup s", "startup_s", ".1f"),
+            ("live/s", "live_lists_per_s", ",.0f"),
             ("paced/s", "paced_rate", ",.0f"),
             ("p50 ms", "lat_p50", ",.0f"),
             ("p95 ms", "lat_p95", ",.0f"),
@@ -534,7 +580,10 @@ def print_report(report: dict[str, Any], args) -> None:
         for r in rows:
             if r.get("runner") == "loop":
                 r["rss_driver_mib_peak"] = r.get("rss_loop_mib_peak")
-        print(f"\nVariants ({report['events']:,} backlog events, {report['paced_events']:,} paced)")
+        print(
+            f"\nVariants ({report['events']:,} backlog events, "
+            f"{report.get('live_events', 0):,} live, {report['paced_events']:,} paced)"
+        )
         print(figures.table(rows, cols))
     if cats:
         cols = [

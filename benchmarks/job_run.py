@@ -10,18 +10,23 @@
    (:func:`benchmarks.figures.throughput`), RSS by role (:mod:`benchmarks.memory`). Lists/s
    are timed as this process consumes the lists; when all of them come in one poll (a short
    backlog and a fast variant) by the ``emitted_at`` they carry (``rate_clock`` says which).
-4. Paced phase (optional): the next records are produced at ``paced_ratio`` x the measured
-   lists/s while the job runs, by a producer that has delivered a warm-up record to a topic of
-   its own first (its connection is not part of the first events' latency); latency is producer
-   ``produce()`` time -> this process consuming the event's list, for every paced event (and
-   produce -> the list's ``emitted_at``, the job's clock, without the sink). With
-   ``paced_time="wall"`` (default) each paced record's ``ts`` is rewritten to continue the
-   backlog's event time at wall-clock speed from the moment it is produced, as in live traffic
-   (event-time alignment then waits for the watermark, i.e. the out-of-orderness bound, as it
-   would in production); ``"original"`` keeps the file's timestamps (years of event time pass
-   in minutes). A short unmeasured tail of events follows, so that event time moves past the
-   last measured ones. ``latency.csv`` in the run's folder has every paced event's produce,
-   emit and consume time.
+4. Paced phase (optional). It starts once no list has come for ``SETTLE_QUIET_S``: the
+   backlog's last watermark still releases session-end and refresh timers after its last
+   per-event list (``settle_s``, ``settle_lists``). With ``live`` records, they are first
+   produced at the backlog's lists/s while the job runs; the rate their lists come at is
+   ``live_lists_per_s``, what the job sustains while the producer and the broker's write path
+   share the machine with it (a backlog has them idle). Once that has settled too, the paced
+   records are produced at ``paced_ratio`` x the maximum (the lower of the two rates), by a
+   producer that has delivered a warm-up record to a topic of its own first (its connection
+   is not part of the first events' latency). Latency is producer ``produce()`` time -> this
+   process consuming the event's list, for every paced event (and produce -> the list's
+   ``emitted_at``, the job's clock, without the sink). With ``paced_time="wall"`` (default)
+   each record's ``ts`` is rewritten to continue the backlog's event time at wall-clock speed
+   from the moment it is produced, as in live traffic (event-time alignment then waits for the
+   watermark, i.e. the out-of-orderness bound, as it would in production); ``"original"`` keeps
+   the file's timestamps (years of event time pass in minutes). A short unmeasured tail of
+   events follows each open-loop phase, so that event time moves past its last events.
+   ``latency.csv`` in the run's folder has every paced event's produce, emit and consume time.
 5. Catalog checks (optional, the new job): the size of the first checkpoint completed after the
    backlog (``--checkpoint-dir``), then stop with a savepoint, restart from it and measure the
    time from the restart to the list of a probe event produced at the restart.
@@ -46,6 +51,8 @@ from benchmarks.memory import MIB, Sampler
 
 LIST_EVENT_TYPES = frozenset({"view", "click", "add_to_cart", "purchase", "search"})
 PROBE_GAP_MS = 60_000
+SETTLE_QUIET_S = 2.0  # the paced phase starts once no list has come for this long ...
+SETTLE_LIMIT_S = 60.0  # ... or after this long
 TAIL_EVENTS = 50  # unmeasured events after the paced ones (see paced_replay)
 TAIL_INTERVAL_S = 0.1
 
@@ -174,19 +181,24 @@ def paced_replay(
             n += 1
     seconds = time.monotonic() - t0
     n_tail = 0
+    t_tail = time.monotonic()
     for kind, key, value in tail or ():
         if stop is not None and stop.is_set():
             break
         send(kind, key, value)
         if kind == "events":
             n_tail += 1
-            producer.poll(tail_interval)
+            # poll() returns as soon as it has served a delivery report: wait on the clock
+            due = time.monotonic() + tail_interval
+            while (wait := due - time.monotonic()) > 0:
+                producer.poll(min(wait, 0.05))
     left = producer.flush(30)
     return {
         "events": n,
         "seconds": round(seconds, 3),
         "rate": n / seconds if seconds > 0 else float("nan"),
         "tail_events": n_tail,
+        "tail_s": round(time.monotonic() - t_tail, 3),
         "errors": len(errors) + left,
     }
 
@@ -218,6 +230,7 @@ class ListReader:
         self.n_dlq = 0  # dead letters of either topic
         self.n_session_end = 0
         self.n_bad = 0
+        self.last_arrival_ms = 0.0  # any record of either topic
 
     def poll(self) -> None:
         # poll() returns as soon as a record is there (consume(n, t) would wait out t for n
@@ -225,7 +238,7 @@ class ListReader:
         first = self.consumer.poll(0.2)
         if first is None:
             return
-        now = time.time() * 1000
+        now = self.last_arrival_ms = time.time() * 1000
         for m in [first, *self.consumer.consume(1000, 0)]:
             if m.error() or m.value() is None:
                 continue
@@ -266,6 +279,23 @@ class ListReader:
                     f"log {handle.log_path}"
                 )
             self.poll()
+
+    def wait_quiet(
+        self, quiet_s: float, limit_s: float, handle: JobHandle, deadline: float, abort: list[str]
+    ) -> float:
+        """Until nothing has arrived for ``quiet_s`` (at most ``limit_s``); returns the seconds
+        waited. RunError on timeout, job failure or ``abort``."""
+        alive = AliveCheck(handle, abort)
+        t0 = time.monotonic()
+        self.last_arrival_ms = max(self.last_arrival_ms, time.time() * 1000)
+        while time.time() * 1000 - self.last_arrival_ms < quiet_s * 1000:
+            now = alive("the job stopped while its output settled")
+            if now > deadline:
+                raise RunError(f"timeout while the output settled; log {handle.log_path}")
+            if now - t0 > limit_s:
+                break
+            self.poll()
+        return time.monotonic() - t0
 
     def close(self) -> None:
         self.consumer.close()
@@ -381,6 +411,8 @@ def run_once(
     catalog_checks: bool = False,
     tail: list[Record] | None = None,
     catalog: list[Record] | None = None,
+    live: list[Record] | None = None,
+    live_tail: list[Record] | None = None,
 ) -> dict[str, Any]:
     """Run the job (``launcher`` with ``flags`` plus the topic plumbing) on ``backlog`` then
     ``paced`` (and its unmeasured ``tail``, see :func:`paced_replay`); returns the run's figures
@@ -497,6 +529,8 @@ def run_once(
                         deadline,
                         abort,
                         out_dir,
+                        live,
+                        live_tail,
                     )
                 )
             if catalog_checks:
@@ -543,34 +577,49 @@ def _peaks(sampler: Sampler) -> dict[str, float]:
 
 
 def _paced_phase(
-    reader, handle, backlog, paced, tail, names, row, opts, deadline, abort, out_dir
+    reader,
+    handle,
+    backlog,
+    paced,
+    tail,
+    names,
+    row,
+    opts,
+    deadline,
+    abort,
+    out_dir,
+    live,
+    live_tail,
 ) -> dict[str, Any]:
-    rate = max(1.0, opts.paced_ratio * row["lists_per_s"])
-    produced: dict[str, float] = {}
+    """Settle, the live probe (``live``, if any), settle, then the paced events; the figures."""
+    # the backlog's last watermark releases its session-end and refresh timers after its last
+    # per-event list: that work is the backlog's, not the load's being measured
+    n0 = reader.n_lists
+    settle_s = reader.wait_quiet(SETTLE_QUIET_S, SETTLE_LIMIT_S, handle, deadline, abort)
+    out: dict[str, Any] = {"settle_s": round(settle_s, 1), "settle_lists": reader.n_lists - n0}
     base = last_ts(backlog) + PROBE_GAP_MS if opts.paced_time == "wall" else None
-    result: dict[str, Any] = {}
-    errors: list[BaseException] = []
-
-    def _replay():
-        try:
-            result.update(
-                paced_replay(
-                    paced, opts.bootstrap, names, rate, produced, base, tail=tail, stop=done
-                )
-            )
-        except BaseException as e:  # noqa: BLE001 - surfaced below
-            errors.append(e)
-
-    done = threading.Event()
-    t = threading.Thread(target=_replay, name="bench-paced-replay", daemon=True)
-    t.start()
-    try:
-        reader.wait_for(list_event_ids(paced), handle, deadline, abort)
-    finally:
-        done.set()
-        t.join(60)
-    if errors:
-        raise RunError(f"paced replay failed: {errors[0]!r}")
+    live_rate = None
+    if live:
+        # the backlog's rate, produced while the job runs: what it sustains when the producer
+        # and the broker's write path share the machine with it (a backlog has them idle)
+        t0 = time.time() * 1000
+        produced, result = _open_loop(
+            reader, handle, live, live_tail, row["lists_per_s"], base, names, opts, deadline, abort
+        )
+        got = figures.throughput(
+            [reader.consumed_ms[k] for k in produced if k in reader.consumed_ms], t0
+        )
+        out["live_events"] = len(produced)
+        out["live_rate_produced"] = round(result.get("rate", float("nan")), 1)
+        out["live_lists_per_s"] = got["lists_per_s"]
+        if base is not None:
+            base += int(time.time() * 1000 - t0)  # event time went on at wall-clock speed
+        reader.wait_quiet(SETTLE_QUIET_S, SETTLE_LIMIT_S, handle, deadline, abort)
+        live_rate = got["lists_per_s"]
+    rate = figures.paced_rate(opts.paced_ratio, row["lists_per_s"], live_rate)
+    produced, result = _open_loop(
+        reader, handle, paced, tail, rate, base, names, opts, deadline, abort
+    )
     lat = figures.latency_stats(figures.latencies_ms(produced, reader.consumed_ms))
     with (out_dir / "latency.csv").open("w") as f:  # for a look at the series
         f.write("event_id,produced_ms,emitted_ms,consumed_ms\n")
@@ -580,9 +629,11 @@ def _paced_phase(
                 f"{eid},{t:.1f},{emitted:.1f},{reader.consumed_ms.get(eid, float('nan')):.1f}\n"
             )
     return {
+        **out,
         "paced_rate": round(rate, 1),
         "paced_rate_achieved": round(result.get("rate", float("nan")), 1),
         "paced_tail_events": result.get("tail_events"),
+        "paced_tail_s": result.get("tail_s"),
         "paced_time": opts.paced_time,
         "latency_ms": _rounded(lat),
         # produce -> the job's emitted_at (its own clock): the latency without the sink and
@@ -591,6 +642,38 @@ def _paced_phase(
             figures.latency_stats(figures.latencies_ms(produced, reader.emitted_ms))
         ),
     }
+
+
+def _open_loop(
+    reader, handle, records, tail, rate, base, names, opts, deadline, abort
+) -> tuple[dict[str, float], dict[str, Any]]:
+    """``records`` produced at ``rate`` events/s by a thread (then ``tail`` until their lists
+    are in) while this one reads; (produce time per event id, :func:`paced_replay`'s result)."""
+    produced: dict[str, float] = {}
+    result: dict[str, Any] = {}
+    errors: list[BaseException] = []
+
+    def _replay():
+        try:
+            result.update(
+                paced_replay(
+                    records, opts.bootstrap, names, rate, produced, base, tail=tail, stop=done
+                )
+            )
+        except BaseException as e:  # noqa: BLE001 - surfaced below
+            errors.append(e)
+
+    done = threading.Event()
+    t = threading.Thread(target=_replay, name="bench-paced-replay", daemon=True)
+    t.start()
+    try:
+        reader.wait_for(list_event_ids(records), handle, deadline, abort)
+    finally:
+        done.set()
+        t.join(60)
+    if errors:
+        raise RunError(f"paced replay failed: {errors[0]!r}")
+    return produced, result
 
 
 def _catalog_checks(

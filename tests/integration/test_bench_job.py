@@ -13,6 +13,7 @@ from streamrec import paths
 pytestmark = pytest.mark.integration
 
 EVENTS = 300
+LIVE = 200
 PACED = 150
 
 
@@ -22,7 +23,7 @@ def test_job_benchmark_two_variants(kafka_bootstrap, tiny_model_dir, tmp_path, c
     out = tmp_path / "bench.json"
     rc = bench_job.main(
         [
-            "--events", str(EVENTS), "--paced-events", str(PACED),
+            "--events", str(EVENTS), "--live-events", str(LIVE), "--paced-events", str(PACED),
             "--only", "new,loop", "--align-modes", "none",
             "--bootstrap-servers", kafka_bootstrap, "--model", str(tiny_model_dir),
             "--embedding-store", str(tmp_path / "store"), "--out", str(tmp_path / "logs"),
@@ -34,6 +35,7 @@ def test_job_benchmark_two_variants(kafka_bootstrap, tiny_model_dir, tmp_path, c
     assert "lists/s" in printed and "new / loop lists/s (none)" in printed
     report = json.loads(out.read_text())
     assert report["events"] == EVENTS and report["paced_events"] == PACED
+    assert report["live_events"] == LIVE
     runs = {(r["variant"], r["align"]): r for r in report["runs"]}
     assert set(runs) == {("new", "none"), ("loop", "-")}
     for r in runs.values():
@@ -43,6 +45,14 @@ def test_job_benchmark_two_variants(kafka_bootstrap, tiny_model_dir, tmp_path, c
         lat = r["latency_ms"]
         assert lat["n"] == PACED and 0 < lat["p50"] <= lat["p95"] <= lat["p99"] <= lat["max"]
         assert r["paced_rate"] > 0 and r["paced_tail_events"] >= 0
+        # the tail's events are spaced on the clock (so that event time moves on), not sent at
+        # once
+        assert r["paced_tail_s"] >= 0.09 * (r["paced_tail_events"] - 1)
+        # the live probe: its events' lists came in, and the paced rate is half the lower rate
+        assert r["live_events"] == LIVE and r["settle_s"] >= 2.0
+        live = r["live_lists_per_s"]
+        top = min(r["lists_per_s"], live) if live > 0 else r["lists_per_s"]
+        assert r["paced_rate"] == pytest.approx(max(1.0, 0.5 * top), abs=0.1)
     new, loop = runs[("new", "none")], runs[("loop", "-")]
     assert new["ratio"] == 1.0  # the baseline: the first variant (no old one here)
     assert loop["ratio"] == pytest.approx(loop["lists_per_s"] / new["lists_per_s"])

@@ -82,6 +82,14 @@ def test_latencies_pair_by_event_id():
     assert sorted(figures.latencies_ms(produced, consumed)) == [10.0, 50.0]
 
 
+def test_paced_rate_is_a_share_of_the_lower_maximum():
+    assert figures.paced_rate(0.5, 800.0) == 400.0  # no live rate measured
+    assert figures.paced_rate(0.5, 800.0, 300.0) == 150.0  # live traffic sustains less
+    assert figures.paced_rate(0.5, 800.0, 1000.0) == 400.0  # it kept up with the backlog rate
+    assert figures.paced_rate(0.5, 800.0, float("nan")) == 400.0  # no rate measured live
+    assert figures.paced_rate(0.5, 1.0) == 1.0  # at least one event a second
+
+
 def test_ratios_are_to_the_baseline_in_the_same_alignment():
     runs = [
         {"variant": "old", "align": "event-time", "lists_per_s": 100.0},
