@@ -41,7 +41,7 @@ class JobConfig:
     checkpoint_dir: str | None = None
     delivery: str = "at-least-once"
     out_of_orderness_ms: int = 1_000
-    idleness_ms: int = 2_000
+    idleness_ms: int = 1_000
     watermark_interval_ms: int = 50
     catalog_wait_ms: int = 30_000
     align: str = "event-time"
@@ -171,7 +171,11 @@ def parser() -> argparse.ArgumentParser:
     a("--checkpoint-dir", default=None, help="checkpoint storage (path or URI)")
     a("--delivery", choices=["exactly-once", "at-least-once"], default=d.delivery)
     ms("--out-of-orderness", "bounded out-of-orderness of event time (ms)")
-    ms("--idleness", "a source partition silent this long stops holding event time back (ms)")
+    ms(
+        "--idleness",
+        "a source partition silent this long stops holding event time back (ms; keep it at or "
+        "below --out-of-orderness: with alignment a quiet catalog holds lists this long)",
+    )
     ms(
         "--watermark-interval",
         "how often the sources emit watermarks (ms; Flink's pipeline.auto-watermark-interval, "
