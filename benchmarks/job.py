@@ -219,14 +219,17 @@ def _run(args: argparse.Namespace) -> int:
     )
     csv = args.csv or paths.default_data_file()
     n_cat = args.catalog_events if args.catalog_events is not None else args.events
-    probe = bool(variants and args.paced_events and args.live_events)
-    n_live = args.live_events + TAIL_EVENTS if probe else 0
-    n_more = n_live + args.paced_events + TAIL_EVENTS if variants and args.paced_events else 0
+    probe = bool(variants and args.paced_events and args.live_events)  # the live probe runs
+    n_more = (
+        (args.live_events + TAIL_EVENTS if probe else 0) + args.paced_events + TAIL_EVENTS
+        if variants and args.paced_events
+        else 0
+    )
     n_total = max(args.events + n_more, n_cat if sizes else 0)
     t0 = time.monotonic()
     records = evaluate.load_records(csv, max_events=n_total)
     backlog, rest = split_records(records, args.events)
-    live, rest = split_records(rest, args.live_events) if n_live else ([], rest)
+    live, rest = split_records(rest, args.live_events) if probe else ([], rest)
     live_tail, rest = split_records(rest, TAIL_EVENTS) if live else ([], rest)
     paced, rest = split_records(rest, args.paced_events) if variants else ([], [])
     tail, _ = split_records(rest, TAIL_EVENTS) if paced else ([], [])
@@ -398,10 +401,12 @@ def run_variants(
             runs.append(row)
             if "error" not in row:
                 lat = row.get("latency_ms") or {}
+                nan = float("nan")
                 print(
                     f"[{label}] {row['lists_per_s']:,.0f} lists/s steady, first list after "
-                    f"{row['startup_s']:.1f}s; live {row.get('live_lists_per_s', float('nan')):,.0f}/s; paced at {row.get('paced_rate', float('nan')):,.0f}/s: "
-                    f"p50 {lat.get('p50', float('nan')):,.0f} ms, p99 {lat.get('p99', float('nan')):,.0f} ms",
+                    f"{row['startup_s']:.1f}s; live {row.get('live_lists_per_s', nan):,.0f}/s; "
+                    f"paced at {row.get('paced_rate', nan):,.0f}/s: "
+                    f"p50 {lat.get('p50', nan):,.0f} ms, p99 {lat.get('p99', nan):,.0f} ms",
                     flush=True,
                 )
     base = args.baseline or (

@@ -53,7 +53,7 @@ LIST_EVENT_TYPES = frozenset({"view", "click", "add_to_cart", "purchase", "searc
 PROBE_GAP_MS = 60_000
 SETTLE_QUIET_S = 2.0  # the paced phase starts once no list has come for this long ...
 SETTLE_LIMIT_S = 60.0  # ... or after this long
-TAIL_EVENTS = 50  # unmeasured events after the paced ones (see paced_replay)
+TAIL_EVENTS = 50  # unmeasured events after each open-loop phase (see paced_replay)
 TAIL_INTERVAL_S = 0.1
 
 Record = tuple[str, str, dict | None]
