@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import figures
+from benchmarks.job_run import TAIL_EVENTS, OpenLoop
 from benchmarks.variants import (
     ALIGNS,
     LOOP_ALIGN,
@@ -69,7 +70,6 @@ from benchmarks.variants import (
 )
 
 Record = tuple[str, str, dict | None]
-TAIL_EVENTS = 50  # after the paced events: moves event time past them (benchmarks.job_run)
 GIB = 2**30
 
 
@@ -278,9 +278,8 @@ def _run(args: argparse.Namespace) -> int:
                 variants,
                 args,
                 backlog,
-                (live, live_tail),
-                paced,
-                tail,
+                OpenLoop(live, live_tail),
+                OpenLoop(paced, tail),
                 bootstrap,
                 store,
                 out,
@@ -344,9 +343,9 @@ def _launcher(variant: Variant, args, stack: contextlib.ExitStack, cache: dict):
 
 
 def run_variants(
-    variants, args, backlog, live, paced, tail, bootstrap, store, out, stack
+    variants, args, backlog, live: OpenLoop, paced: OpenLoop, bootstrap, store, out, stack
 ) -> list[dict]:
-    """Every variant in every alignment; ``live`` is (live events, their tail)."""
+    """Every variant in every alignment: the backlog, then the ``live`` and ``paced`` phases."""
     from benchmarks.job_run import RunError, RunOptions, run_once
     from benchmarks.launchers import LaunchError
 
@@ -384,12 +383,10 @@ def run_variants(
                         flags,
                         v.parallelism,
                         backlog,
-                        paced,
                         opts,
                         run_dir,
-                        tail=tail,
-                        live=live[0],
-                        live_tail=live[1],
+                        paced=paced,
+                        live=live,
                     )
                 )
             except (RunError, LaunchError) as e:
@@ -466,7 +463,6 @@ def run_catalogs(sizes, args, records, n_events, bootstrap, store, out) -> list[
                     job_flags,
                     1,
                     backlog,
-                    [],
                     opts,
                     run_dir,
                     catalog_checks=True,

@@ -97,6 +97,16 @@ class RunOptions:
     checkpoint_timeout: float = 300.0
 
 
+@dataclass(frozen=True)
+class OpenLoop:
+    """Records produced at a rate while the job runs (:func:`paced_replay`), then their
+    unmeasured ``tail``: events 0.1 s apart until the records' lists are in, so that event time
+    moves past the last of them."""
+
+    records: list[Record]
+    tail: list[Record]
+
+
 def list_event_ids(records: list[Record]) -> set[str]:
     return {
         str(v["event_id"])
@@ -171,9 +181,7 @@ def paced_replay(
 
     for kind, key, value in records:
         if kind == "events":
-            due = t0 + n / rate
-            while (wait := due - time.monotonic()) > 0:
-                producer.poll(min(wait, 0.05))
+            _serve_until(producer, t0 + n / rate)
         now = time.time() * 1000
         value = send(kind, key, value)
         if kind == "events" and value is not None:
@@ -188,10 +196,7 @@ def paced_replay(
         send(kind, key, value)
         if kind == "events":
             n_tail += 1
-            # poll() returns as soon as it has served a delivery report: wait on the clock
-            due = time.monotonic() + tail_interval
-            while (wait := due - time.monotonic()) > 0:
-                producer.poll(min(wait, 0.05))
+            _serve_until(producer, time.monotonic() + tail_interval)
     left = producer.flush(30)
     return {
         "events": n,
@@ -201,6 +206,13 @@ def paced_replay(
         "tail_s": round(time.monotonic() - t_tail, 3),
         "errors": len(errors) + left,
     }
+
+
+def _serve_until(producer, due: float) -> None:
+    """Serve the producer's delivery reports until monotonic time ``due`` (``poll(t)`` alone
+    returns as soon as it has served one: it does not wait out ``t``)."""
+    while (wait := due - time.monotonic()) > 0:
+        producer.poll(min(wait, 0.05))
 
 
 class ListReader:
@@ -405,18 +417,16 @@ def run_once(
     flags: list[str],
     partitions: int,
     backlog: list[Record],
-    paced: list[Record],
     opts: RunOptions,
     out_dir: Path,
     catalog_checks: bool = False,
-    tail: list[Record] | None = None,
     catalog: list[Record] | None = None,
-    live: list[Record] | None = None,
-    live_tail: list[Record] | None = None,
+    paced: OpenLoop | None = None,
+    live: OpenLoop | None = None,
 ) -> dict[str, Any]:
-    """Run the job (``launcher`` with ``flags`` plus the topic plumbing) on ``backlog`` then
-    ``paced`` (and its unmeasured ``tail``, see :func:`paced_replay`); returns the run's figures
-    (see the module doc). RunError when it fails.
+    """Run the job (``launcher`` with ``flags`` plus the topic plumbing) on ``backlog``, then
+    ``live`` and ``paced`` (see the module doc); returns the run's figures. RunError when it
+    fails.
 
     ``catalog`` (new job only): catalog records produced before the job starts; the backlog is
     produced once the recommend operator has received all of them (its ``numRecordsIn``, read
@@ -515,24 +525,9 @@ def run_once(
             row["dead_letters"] = len(reader.dead)
             now_rss = sampler.sample()
             row.update({f"rss_{k}_mib": round(v / MIB, 1) for k, v in sorted(now_rss.items())})
-            if paced and row["lists_per_s"] == row["lists_per_s"]:  # not NaN
-                row.update(
-                    _paced_phase(
-                        reader,
-                        handle,
-                        backlog,
-                        paced,
-                        tail,
-                        names,
-                        row,
-                        opts,
-                        deadline,
-                        abort,
-                        out_dir,
-                        live,
-                        live_tail,
-                    )
-                )
+            if paced and paced.records and row["lists_per_s"] == row["lists_per_s"]:  # not NaN
+                phases = _Phases(reader, handle, names, opts, deadline, abort)
+                row.update(phases.run(last_ts(backlog), row["lists_per_s"], paced, live, out_dir))
             if catalog_checks:
                 row.update(
                     _catalog_checks(
@@ -576,104 +571,118 @@ def _peaks(sampler: Sampler) -> dict[str, float]:
     return {f"rss_{k}_mib": round(v / MIB, 1) for k, v in sorted(sampler.peak.items())}
 
 
-def _paced_phase(
-    reader,
-    handle,
-    backlog,
-    paced,
-    tail,
-    names,
-    row,
-    opts,
-    deadline,
-    abort,
-    out_dir,
-    live,
-    live_tail,
-) -> dict[str, Any]:
-    """Settle, the live probe (``live``, if any), settle, then the paced events; the figures."""
-    # the backlog's last watermark releases its session-end and refresh timers after its last
-    # per-event list: that work is the backlog's, not the load's being measured
-    n0 = reader.n_lists
-    settle_s = reader.wait_quiet(SETTLE_QUIET_S, SETTLE_LIMIT_S, handle, deadline, abort)
-    out: dict[str, Any] = {"settle_s": round(settle_s, 1), "settle_lists": reader.n_lists - n0}
-    base = last_ts(backlog) + PROBE_GAP_MS if opts.paced_time == "wall" else None
-    live_rate = None
-    if live:
-        # the backlog's rate, produced while the job runs: what it sustains when the producer
-        # and the broker's write path share the machine with it (a backlog has them idle)
-        t0 = time.time() * 1000
-        produced, result = _open_loop(
-            reader, handle, live, live_tail, row["lists_per_s"], base, names, opts, deadline, abort
-        )
-        got = figures.throughput(
-            [reader.consumed_ms[k] for k in produced if k in reader.consumed_ms], t0
-        )
-        out["live_events"] = len(produced)
-        out["live_rate_produced"] = round(result.get("rate", float("nan")), 1)
-        out["live_lists_per_s"] = got["lists_per_s"]
-        if base is not None:
-            base += int(time.time() * 1000 - t0)  # event time went on at wall-clock speed
-        reader.wait_quiet(SETTLE_QUIET_S, SETTLE_LIMIT_S, handle, deadline, abort)
-        live_rate = got["lists_per_s"]
-    rate = figures.paced_rate(opts.paced_ratio, row["lists_per_s"], live_rate)
-    produced, result = _open_loop(
-        reader, handle, paced, tail, rate, base, names, opts, deadline, abort
-    )
-    lat = figures.latency_stats(figures.latencies_ms(produced, reader.consumed_ms))
-    with (out_dir / "latency.csv").open("w") as f:  # for a look at the series
-        f.write("event_id,produced_ms,emitted_ms,consumed_ms\n")
-        for eid, t in sorted(produced.items(), key=lambda kv: kv[1]):
-            emitted = reader.emitted_ms.get(eid, float("nan"))
-            f.write(
-                f"{eid},{t:.1f},{emitted:.1f},{reader.consumed_ms.get(eid, float('nan')):.1f}\n"
+@dataclass
+class _Phases:
+    """The open-loop phases of a run, after its backlog (module doc, step 4)."""
+
+    reader: ListReader
+    handle: JobHandle
+    names: dict[str, str]
+    opts: RunOptions
+    deadline: float
+    abort: list[str]
+
+    def run(
+        self,
+        backlog_ts: int,
+        backlog_rate: float,
+        paced: OpenLoop,
+        live: OpenLoop | None,
+        out_dir: Path,
+    ) -> dict[str, Any]:
+        """Settle, the live probe (if any), settle, then the paced events; the figures.
+        ``backlog_ts``: the backlog's last ``ts``; ``backlog_rate``: its lists/s."""
+        reader = self.reader
+        # the backlog's last watermark releases its session-end and refresh timers after its
+        # last per-event list: that work is the backlog's, not the load's being measured
+        n0 = reader.n_lists
+        out: dict[str, Any] = {"settle_s": round(self._settle(), 1)}
+        out["settle_lists"] = reader.n_lists - n0
+        base = backlog_ts + PROBE_GAP_MS if self.opts.paced_time == "wall" else None
+        live_rate = None
+        if live and live.records:
+            # the backlog's rate, produced while the job runs: what it sustains when the
+            # producer and the broker's write path share the machine with it (a backlog has
+            # them idle)
+            t0 = time.time() * 1000
+            produced, result = self._open_loop(live, backlog_rate, base)
+            got = figures.throughput(
+                [reader.consumed_ms[k] for k in produced if k in reader.consumed_ms], t0
             )
-    return {
-        **out,
-        "paced_rate": round(rate, 1),
-        "paced_rate_achieved": round(result.get("rate", float("nan")), 1),
-        "paced_tail_events": result.get("tail_events"),
-        "paced_tail_s": result.get("tail_s"),
-        "paced_time": opts.paced_time,
-        "latency_ms": _rounded(lat),
-        # produce -> the job's emitted_at (its own clock): the latency without the sink and
-        # the consumer
-        "emit_latency_ms": _rounded(
-            figures.latency_stats(figures.latencies_ms(produced, reader.emitted_ms))
-        ),
-    }
+            live_rate = got["lists_per_s"]
+            out["live_events"] = len(produced)
+            out["live_rate_produced"] = round(result.get("rate", float("nan")), 1)
+            out["live_lists_per_s"] = live_rate
+            if base is not None:
+                base += int(time.time() * 1000 - t0)  # event time went on at wall-clock speed
+            self._settle()
+        rate = figures.paced_rate(self.opts.paced_ratio, backlog_rate, live_rate)
+        produced, result = self._open_loop(paced, rate, base)
+        lat = figures.latency_stats(figures.latencies_ms(produced, reader.consumed_ms))
+        with (out_dir / "latency.csv").open("w") as f:  # for a look at the series
+            f.write("event_id,produced_ms,emitted_ms,consumed_ms\n")
+            for eid, t in sorted(produced.items(), key=lambda kv: kv[1]):
+                emitted = reader.emitted_ms.get(eid, float("nan"))
+                consumed = reader.consumed_ms.get(eid, float("nan"))
+                f.write(f"{eid},{t:.1f},{emitted:.1f},{consumed:.1f}\n")
+        return {
+            **out,
+            "paced_rate": round(rate, 1),
+            "paced_rate_achieved": round(result.get("rate", float("nan")), 1),
+            "paced_tail_events": result.get("tail_events"),
+            "paced_tail_s": result.get("tail_s"),
+            "paced_time": self.opts.paced_time,
+            "latency_ms": _rounded(lat),
+            # produce -> the job's emitted_at (its own clock): the latency without the sink and
+            # the consumer
+            "emit_latency_ms": _rounded(
+                figures.latency_stats(figures.latencies_ms(produced, reader.emitted_ms))
+            ),
+        }
 
+    def _settle(self) -> float:
+        return self.reader.wait_quiet(
+            SETTLE_QUIET_S, SETTLE_LIMIT_S, self.handle, self.deadline, self.abort
+        )
 
-def _open_loop(
-    reader, handle, records, tail, rate, base, names, opts, deadline, abort
-) -> tuple[dict[str, float], dict[str, Any]]:
-    """``records`` produced at ``rate`` events/s by a thread (then ``tail`` until their lists
-    are in) while this one reads; (produce time per event id, :func:`paced_replay`'s result)."""
-    produced: dict[str, float] = {}
-    result: dict[str, Any] = {}
-    errors: list[BaseException] = []
+    def _open_loop(
+        self, phase: OpenLoop, rate: float, base: int | None
+    ) -> tuple[dict[str, float], dict[str, Any]]:
+        """``phase`` produced at ``rate`` events/s by a thread while this one reads until every
+        list is in; (produce time per event id, :func:`paced_replay`'s result)."""
+        produced: dict[str, float] = {}
+        result: dict[str, Any] = {}
+        errors: list[BaseException] = []
+        done = threading.Event()
 
-    def _replay():
-        try:
-            result.update(
-                paced_replay(
-                    records, opts.bootstrap, names, rate, produced, base, tail=tail, stop=done
+        def _replay():
+            try:
+                result.update(
+                    paced_replay(
+                        phase.records,
+                        self.opts.bootstrap,
+                        self.names,
+                        rate,
+                        produced,
+                        base,
+                        tail=phase.tail,
+                        stop=done,
+                    )
                 )
-            )
-        except BaseException as e:  # noqa: BLE001 - surfaced below
-            errors.append(e)
+            except BaseException as e:  # noqa: BLE001 - surfaced below
+                errors.append(e)
 
-    done = threading.Event()
-    t = threading.Thread(target=_replay, name="bench-paced-replay", daemon=True)
-    t.start()
-    try:
-        reader.wait_for(list_event_ids(records), handle, deadline, abort)
-    finally:
-        done.set()
-        t.join(60)
-    if errors:
-        raise RunError(f"paced replay failed: {errors[0]!r}")
-    return produced, result
+        t = threading.Thread(target=_replay, name="bench-paced-replay", daemon=True)
+        t.start()
+        try:
+            ids = list_event_ids(phase.records)
+            self.reader.wait_for(ids, self.handle, self.deadline, self.abort)
+        finally:
+            done.set()
+            t.join(60)
+        if errors:
+            raise RunError(f"paced replay failed: {errors[0]!r}")
+        return produced, result
 
 
 def _catalog_checks(
