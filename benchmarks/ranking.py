@@ -13,6 +13,9 @@ from the real default encoder (cached in the embedding store under .runtime). Pr
 - the parts: world work per event, on_event, on_session_end (per session end);
 - profile: pickled bytes (p50 / p95 / max over users) and one pickle round trip (us);
 - world snapshot: bytes, seconds to take, seconds to restore; sizes of its parts;
+- fold: what the job writes to broadcast state when it folds its log after the run (the world
+  without its vectors, and the vector chunks that changed since the fold before, which is taken
+  right after the catalog load), bytes and seconds;
 - memory: this process's resident set after the run (and its peak, which includes the setup).
 
 ``--catalog-size N`` first puts N synthetic items (benchmarks.catalogs, composed vectors) into
@@ -124,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         preload_catalog(rec.world, args.catalog_size)
         load_s = time.perf_counter() - t
     rss_loaded = rss_bytes()
+    chunks_total = len(rec.world.items.changed_chunks())  # as if folded after the catalog load
     sim = Simulation(rec)
     world_t, event_t, end_t = _Timer(), _Timer(), _Timer()
     rec.world.advance_to = world_t.wrap(rec.world.advance_to)
@@ -145,6 +149,11 @@ def main(argv: list[str] | None = None) -> int:
 
     rss_run = rss_bytes()
     world = rec.world
+    t = time.perf_counter()
+    fold = [world.snapshot(vectors=False), *world.items.changed_chunks().values()]
+    fold_s = time.perf_counter() - t
+    fold_bytes, fold_chunks = sum(len(b) for b in fold), len(fold) - 1
+    del fold
     snaps, restores = [], []
     for _ in range(1 if args.catalog_size else 3):
         t = time.perf_counter()
@@ -173,6 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         "snapshot_bytes": len(snap),
         "snapshot_s": min(snaps),
         "restore_s": min(restores),
+        "fold_bytes": fold_bytes,
+        "fold_s": fold_s,
+        "fold_chunks": fold_chunks,
+        "chunks_total": max(chunks_total, fold_chunks),
         "catalog_size": args.catalog_size,
         "catalog_load_s": load_s,
         "ann": world.index.ann is not None,
@@ -198,6 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         f"  snapshot:    {len(snap) / 1e6:.1f} MB, {min(snaps):.2f} s to take, "
         f"{min(restores):.2f} s to restore ({len(world.items):,} items, "
         f"{len(world.together):,} co-occurrence entries, {len(world.users):,} user contexts)\n"
+        f"  fold:        {fold_bytes / 1e6:.1f} MB in {fold_s:.2f} s (the world without vectors, "
+        f"and {fold_chunks} of {figures['chunks_total']} vector chunks: those the run changed)\n"
         f"  memory:      {rss_run / 2**30:.2f} GiB resident after the run "
         f"({rss_loaded / 2**30:.2f} GiB after the catalog load, "
         f"{figures['rss_peak_bytes'] / 2**30:.2f} GiB peak with setup and snapshots)"
@@ -224,6 +239,8 @@ COMPARED = (
     ("snapshot_bytes", "snapshot MB", "{:.0f}"),
     ("snapshot_s", "snapshot s", "{:.1f}"),
     ("restore_s", "restore s", "{:.1f}"),
+    ("fold_bytes", "fold MB", "{:.0f}"),
+    ("fold_s", "fold s", "{:.2f}"),
 )
 
 
@@ -251,7 +268,7 @@ def compare_sizes(args, argv: list[str]) -> int:
                 print(f"benchmarks.ranking: the run with {n:,} items failed", file=sys.stderr)
                 return code
             runs.append(json.loads(out.read_text()))
-    scale = {"rss_after_run_bytes": 2**30, "snapshot_bytes": 1e6}
+    scale = {"rss_after_run_bytes": 2**30, "snapshot_bytes": 1e6, "fold_bytes": 1e6}
     print("\ncatalog size      " + "".join(f"{n:>14,}" for n in sizes) + "   ratio last/first")
     for key, label, fmt in COMPARED:
         vals = [r[key] / scale.get(key, 1) for r in runs]

@@ -2,8 +2,9 @@
 
 Every item ever listed on the items topic gets a small integer, never reused, that the
 behaviour model and the indexes use in place of the id string. An item is *present* while it is in the catalog (listed and not removed)
-and *visible* (recommendable) while present and available. Vectors are float32, L2-normalised,
-one row per interned item (zero while the item is not present).
+and *visible* (recommendable) while present and available. Vectors arrive float32, L2-normalised,
+and are kept as bfloat16 (operators.half_vectors: half the memory and half the snapshot), one row
+per interned item (zero while the item is not present); every read gives float32.
 
 The world applies catalog updates in event-time order, so there is one version per item: no
 history is kept (a list as of event time t is computed when the world holds exactly the updates
@@ -16,6 +17,8 @@ import dataclasses
 from dataclasses import MISSING, dataclass
 
 import numpy as np
+
+from operators.half_vectors import HalfRows, pack
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +62,10 @@ _ENTRY_DEFAULTS = {
 }
 
 
+# rows of vectors per saved chunk (384 dimensions: 3 MB of bfloat16)
+CHUNK_ROWS = 4096
+
+
 class ItemTable:
     """Interned item ids and the catalog state of each (vector, title, present, available)."""
 
@@ -68,9 +75,10 @@ class ItemTable:
         self.index: dict[str, int] = {}
         self.titles: list[str | None] = []
         self.texts: list[str | None] = []  # the embedded text where it is not the title
-        self._vectors = np.zeros((capacity, dim), dtype=np.float32)
+        self._vectors = np.zeros((capacity, dim), dtype=np.uint16)  # bfloat16 bits
         self._present = np.zeros(capacity, dtype=bool)
         self._visible = np.zeros(capacity, dtype=bool)
+        self._changed: set[int] = set()  # chunks of vector rows changed since last saved
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -90,7 +98,7 @@ class ItemTable:
     def _grow(self) -> None:
         cap = 2 * self._vectors.shape[0]
         n = len(self.ids)
-        vectors = np.zeros((cap, self.dim), dtype=np.float32)
+        vectors = np.zeros((cap, self.dim), dtype=np.uint16)
         vectors[:n] = self._vectors[:n]
         present = np.zeros(cap, dtype=bool)
         present[:n] = self._present[:n]
@@ -99,15 +107,18 @@ class ItemTable:
         self._vectors, self._present, self._visible = vectors, present, visible
 
     def upsert(self, entry: CatalogEntry) -> tuple[int, bool]:
-        """Apply an item version; returns (index, whether its vector changed)."""
+        """Apply an item version; returns (index, whether its stored vector changed)."""
         vec = entry.vector()
         if vec.shape != (self.dim,):
             raise ValueError(
                 f"item {entry.item_id}: embedding has shape {vec.shape}, want ({self.dim},)"
             )
         idx = self.intern(entry.item_id)
-        changed = not self._present[idx] or not np.array_equal(self._vectors[idx], vec)
-        self._vectors[idx] = vec
+        bits = pack(vec)
+        changed = not self._present[idx] or not np.array_equal(self._vectors[idx], bits)
+        if changed:
+            self._vectors[idx] = bits
+            self._changed.add(idx // CHUNK_ROWS)
         self._present[idx] = True
         self._visible[idx] = bool(entry.available)
         self.titles[idx] = entry.title
@@ -119,7 +130,8 @@ class ItemTable:
         idx = self.index.get(item_id)
         if idx is None or not self._present[idx]:
             return None
-        self._vectors[idx] = 0.0
+        self._vectors[idx] = 0
+        self._changed.add(idx // CHUNK_ROWS)
         self._present[idx] = False
         self._visible[idx] = False
         self.titles[idx] = None
@@ -127,9 +139,9 @@ class ItemTable:
         return idx
 
     @property
-    def vectors(self) -> np.ndarray:
-        """[items, dim] view; rows of items not present are zero."""
-        return self._vectors[: len(self.ids)]
+    def vectors(self) -> HalfRows:
+        """[items, dim] rows (float32 when indexed); rows of items not present are zero."""
+        return HalfRows(self._vectors[: len(self.ids)])
 
     @property
     def present(self) -> np.ndarray:
@@ -145,7 +157,7 @@ class ItemTable:
         return bool(self._present[idx])
 
     def vector(self, idx: int) -> np.ndarray | None:
-        return self._vectors[idx] if self._present[idx] else None
+        return self.vectors[idx] if self._present[idx] else None
 
     def text(self, idx: int) -> str | None:
         """The text a present item's vector is of (None: not present)."""
@@ -153,27 +165,67 @@ class ItemTable:
             return None
         return self.titles[idx] if self.texts[idx] is None else self.texts[idx]
 
-    def state(self) -> dict:
+    # ---- state ---------------------------------------------------------------------------------
+    # The vectors are most of a large catalog's state. ``state(vectors=False)`` leaves them out;
+    # they are then saved as chunks of CHUNK_ROWS rows (:meth:`changed_chunks`), and only the
+    # chunks that changed since the last save are written again.
+    def state(self, vectors: bool = True) -> dict:
         n = len(self.ids)
-        return {
+        s = {
             "dim": self.dim,
             "ids": list(self.ids),
             "titles": list(self.titles),
             "texts": list(self.texts),
-            "vectors": self._vectors[:n].copy(),
             "present": self._present[:n].copy(),
             "visible": self._visible[:n].copy(),
         }
+        if vectors:
+            s["vectors"] = self._vectors[:n].copy()  # bfloat16 bits
+        return s
+
+    def changed_chunks(self) -> dict[int, bytes]:
+        """Vector rows (bfloat16 bits) by chunk number, of every chunk changed since the last
+        call (all of them after :meth:`from_state` of a state that held the vectors); chunk k
+        holds rows k * CHUNK_ROWS onwards, up to the table's length."""
+        n = len(self.ids)
+        out = {
+            k: self._vectors[k * CHUNK_ROWS : min((k + 1) * CHUNK_ROWS, n)].tobytes()
+            for k in sorted(self._changed)
+            if k * CHUNK_ROWS < n
+        }
+        self._changed.clear()
+        return out
 
     @classmethod
-    def from_state(cls, s: dict) -> ItemTable:
+    def from_state(cls, s: dict, chunks: dict[int, bytes] | None = None) -> ItemTable:
+        """The table of :meth:`state`; without ``"vectors"`` in it, the vectors are ``chunks``
+        (as :meth:`changed_chunks` gave them, the latest of each chunk number)."""
         n = len(s["ids"])
         t = cls(s["dim"], capacity=max(1024, n))
         t.ids = list(s["ids"])
         t.index = {item_id: i for i, item_id in enumerate(t.ids)}
         t.titles = list(s["titles"])
         t.texts = list(s.get("texts") or [None] * n)  # older snapshots: every text a title
-        t._vectors[:n] = s["vectors"]
         t._present[:n] = s["present"]
         t._visible[:n] = s["visible"]
+        if "vectors" in s:
+            vectors = np.asarray(s["vectors"])
+            # snapshots before bfloat16 storage hold float32 rows
+            t._vectors[:n] = vectors if vectors.dtype == np.uint16 else pack(vectors)
+            t._changed = set(range(-(-n // CHUNK_ROWS)))  # none of them saved as chunks yet
+            return t
+        covered = np.zeros(n, dtype=bool)
+        for k, raw in (chunks or {}).items():
+            rows = np.frombuffer(raw, dtype=np.uint16).reshape(-1, t.dim)
+            at = k * CHUNK_ROWS
+            if k < 0 or at + len(rows) > n or len(rows) > CHUNK_ROWS:
+                raise ValueError(f"vector chunk {k} of {len(rows)} rows does not fit {n} items")
+            t._vectors[at : at + len(rows)] = rows
+            covered[at : at + len(rows)] = True
+        missing = t._present[:n] & ~covered
+        if missing.any():
+            raise ValueError(
+                f"{int(missing.sum())} present items have no vector in the saved chunks "
+                f"(first: {t.ids[int(np.argmax(missing))]})"
+            )
         return t

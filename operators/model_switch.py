@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from operators.catalog import CatalogEntry, ItemTable
-from operators.content import ContentIndex, TextNeighbours
+from operators.content import TextNeighbours
 from operators.world import World
 
 Embed = Callable[[Sequence[str]], np.ndarray]
@@ -77,10 +77,9 @@ def reembed_world(world: World, embed: Embed, dim: int) -> tuple[World, SwitchSt
     for i in present:
         rows[i] = vectors[items.text(i)]
     new.items = ItemTable.from_state({**state, "dim": dim, "vectors": rows})
-    new.index = ContentIndex(dim)
     new.text = TextNeighbours(world.text.m, world.text.probe)
-    for i in present:
-        new.index.add(i, rows[i])
+    for i in present:  # the new world's index reads its table's (bfloat16) rows, as any world's
+        new.index.add(i, new.items.vector(i))
         new.text.add(i, new.index)
 
     # waiting updates keep their place in the heap (its keys do not involve the embedding)

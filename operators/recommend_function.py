@@ -186,12 +186,12 @@ class Recommend(KeyedBroadcastProcessFunction):
         """The world, restored from broadcast state on the first call after a (re)start."""
         if not self._world_ready:
             self._world_ready = True
-            snapshot, updates = self.store.restore(broadcast_state.items(), self._decode)
+            snapshot, chunks, updates = self.store.restore(broadcast_state.items(), self._decode)
             old_model = self.store.switch_from()
             if self.refused is not None:
                 return self.rec.world  # left empty: nothing of the restored state is used
             if snapshot is not None:
-                self.rec.restore_world(snapshot)
+                self.rec.restore_world(snapshot, chunks)
             for u in updates:
                 self.rec.world.add(u if isinstance(u, Event) else u[1])
             self.store.count_forgets_from(self.rec.world.applied)
@@ -316,7 +316,12 @@ class Recommend(KeyedBroadcastProcessFunction):
         for k, v in self.store.log_entry(value.id, kind, payload, forget_ts, applied):
             state.put(k, v)
         if self.store.due(world.bound, world.applied):
-            puts, removes = self.store.compaction(world.snapshot(), world.bound, world.applied)
+            puts, removes = self.store.compaction(
+                world.snapshot(vectors=False),
+                world.bound,
+                world.applied,
+                world.items.changed_chunks(),
+            )
             for k, v in puts:
                 state.put(k, v)
             for k in removes:

@@ -249,8 +249,11 @@ class World:
             del users[first]
 
     # ---- snapshot ------------------------------------------------------------------------------
-    def snapshot(self) -> bytes:
+    def snapshot(self, vectors: bool = True) -> bytes:
         """Everything, pending updates included, as bytes; :meth:`restore` continues exactly.
+        ``vectors=False``: all but the item vectors, which are then saved in chunks
+        (``self.items.changed_chunks()``, passed to :meth:`restore`); the job does so, so that
+        a large catalog's vectors are not written again with every snapshot.
 
         The bytes are a function of the state alone (arrays are stored as raw bytes, so pickle's
         sharing of numpy's dtype objects cannot make two equal states pickle differently)."""
@@ -264,7 +267,7 @@ class World:
                     "applied": self.applied,
                     "arrivals": self._arrivals,
                     "buffer": self._buffer,
-                    "items": self.items.state(),
+                    "items": self.items.state(vectors),
                     "index": self.index.state(),
                     "text": self.text.state(),
                     "together": self.together.state(),
@@ -276,14 +279,16 @@ class World:
         )
 
     @classmethod
-    def restore(cls, data: bytes) -> World:
+    def restore(cls, data: bytes, chunks: dict[int, bytes] | None = None) -> World:
+        """The world of a :meth:`snapshot`; ``chunks``: the item vectors of one taken without
+        them (operators.catalog.ItemTable.from_state)."""
         s = _decode(pickle.loads(data))
         if s.get("version") != SNAPSHOT_VERSION:
             raise ValueError(f"world snapshot version {s.get('version')}, want {SNAPSHOT_VERSION}")
         w = cls(s["dim"], s["config"])
         w.bound, w.applied, w._arrivals = s["bound"], s["applied"], s["arrivals"]
         w._buffer = list(s["buffer"])
-        w.items = ItemTable.from_state(s["items"])
+        w.items = ItemTable.from_state(s["items"], chunks)
         # the index over the table's vectors: present keys, and the ANN's cells as they were
         # (a snapshot without them, of an older version, builds them from the present keys)
         w.index.add_present(np.flatnonzero(w.items.present))

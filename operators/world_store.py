@@ -8,14 +8,20 @@ broadcast state, not Python objects, so the world is written there as
     "log/<id>"  -> (kind, payload, seq)  every update received since the snapshot (id: its Kafka
                                          record; seq: its arrival number on this task; an
                                          event as WORLD_EVENT, a catalog update as received)
-    "snapshot"  -> bytes                 the whole world when the log was last folded into it
-                                         (the updates it had applied and those still waiting)
+    "snapshot"  -> bytes                 the whole world but its item vectors when the log was
+                                         last folded into it (the updates it had applied and
+                                         those still waiting)
+    "vectors/<k>" -> bytes               item vectors, rows k * CHUNK_ROWS on (bfloat16 bits,
+                                         operators.catalog); a fold rewrites only the chunks
+                                         that changed since the one before
     "meta"      -> {"version", "model_id", "dim", "bound", "folded", "seq"}
 
-A restore loads the snapshot and adds the logged updates again, in their arrival order; with
+A restore loads the snapshot and its vector chunks and adds the logged updates again, in their
+arrival order; with
 :func:`advance` the world then applies them exactly as before the failure, so the restored world
 continues bit for bit. The log is folded into a new snapshot every ``compact_every`` updates
-(which bounds the state and the restore time), and as soon as a ``forget_user`` has been applied
+(which bounds the state and the restore time; a million items' vectors are about 770 MB, which a
+fold does not write again when few items changed), and as soon as a ``forget_user`` has been applied
 (the log holds that user's events until then; the snapshot holds no trace of them). The world
 only ever sees the fields of an event it uses (:data:`WORLD_EVENT_FIELDS`): no query text.
 
@@ -35,9 +41,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 LOG = "log/"
 SNAPSHOT = "snapshot"
+VECTORS = "vectors/"
 META = "meta"
 
 # what the world reads from an event (operators.world.World._apply_event and its ordering key);
@@ -53,7 +60,9 @@ def upgrade(meta: dict, entries: list[tuple[str, tuple]]) -> list[tuple[str, str
     """Log entries of an older schema version as ``(id, kind, payload, seq)`` of the current one.
 
     Version 1 logged ``(kind, payload)`` without arrival numbers (they are numbered in the order
-    Flink hands them back) and catalog payloads without the model that embedded them."""
+    Flink hands them back) and catalog payloads without the model that embedded them. Versions 1
+    and 2 kept the vectors inside the snapshot (float32): the restored world reads them there,
+    and its first fold writes them as chunks."""
     version = meta.get("version", 1)
     if version > SCHEMA_VERSION:
         raise StateVersionError(
@@ -127,27 +136,36 @@ class WorldStore:
         return ts < bound and applied > applied_then
 
     def compaction(
-        self, snapshot: bytes, bound: float, applied: int = 0
+        self,
+        snapshot: bytes,
+        bound: float,
+        applied: int = 0,
+        chunks: dict[int, bytes] | None = None,
     ) -> tuple[list[tuple[str, Any]], list[str]]:
         """(puts, removes) that fold every logged update into ``snapshot``, the whole world
-        (applied and waiting updates) now; ``bound`` is its event time, ``applied`` its count
-        of applied updates."""
+        (applied and waiting updates) now, taken without its vectors; ``chunks``: the vector
+        chunks changed since the last fold (``World.snapshot(vectors=False)``,
+        ``ItemTable.changed_chunks()``); ``bound`` is its event time, ``applied`` its count of
+        applied updates."""
         folded = [LOG + i for i in self.logged]
         self.logged.clear()
         self.forgets = [f for f in self.forgets if not self._applied(f, bound, applied)]
         self._meta_written = True
         self._fold = False
-        return [(SNAPSHOT, snapshot), (META, self._meta(bound, len(folded)))], folded
+        puts: list[tuple[str, Any]] = [(VECTORS + str(k), c) for k, c in (chunks or {}).items()]
+        puts += [(SNAPSHOT, snapshot), (META, self._meta(bound, len(folded)))]
+        return puts, folded
 
     def restore(
         self,
         entries: Iterable[tuple[str, Any]],
         decode: Callable[[str, bytes], Any],
-    ) -> tuple[bytes | None, list[Any]]:
-        """(snapshot or None, updates to add again in their arrival order) from the broadcast
-        state's entries; the bookkeeping is rebuilt from them (``meta`` as found; then
-        :meth:`count_forgets_from` the restored world's count of applied updates)."""
-        snapshot, meta, logged = None, {}, []
+    ) -> tuple[bytes | None, dict[int, bytes], list[Any]]:
+        """(snapshot or None, its vector chunks, updates to add again in their arrival order)
+        from the broadcast state's entries; the bookkeeping is rebuilt from them (``meta`` as
+        found; then :meth:`count_forgets_from` the restored world's count of applied
+        updates)."""
+        snapshot, meta, logged, chunks = None, {}, [], {}
         for key, value in entries:
             if key == SNAPSHOT:
                 snapshot = value
@@ -155,6 +173,8 @@ class WorldStore:
                 meta = dict(value)
             elif key.startswith(LOG):
                 logged.append((key[len(LOG) :], value))
+            elif key.startswith(VECTORS):
+                chunks[int(key[len(VECTORS) :])] = value
         logged = upgrade(meta, logged)
         logged.sort(key=lambda e: e[3])
         self.meta = meta
@@ -169,7 +189,7 @@ class WorldStore:
                 updates.append(update)
                 if getattr(update, "type", None) == "forget_user":
                     self.forgets.append((update.ts, 0))
-        return snapshot, updates
+        return snapshot, chunks, updates
 
     def count_forgets_from(self, applied: int) -> None:
         """After a restore: the logged forgets wait for advances beyond the restored world's

@@ -12,8 +12,9 @@ import pickle
 import numpy as np
 import pytest
 
-from operators.catalog import CatalogEntry, ItemTable
+from operators.catalog import CHUNK_ROWS, CatalogEntry, ItemTable
 from operators.events import Event
+from operators.half_vectors import pack, unpack
 from operators.keyed_state import PROFILE_VERSION, UserState, pack_user, unpack_user
 from operators.model_switch import reembed_queries, reembed_world
 from operators.recommender import Recommender
@@ -24,6 +25,11 @@ from streamrec.simulate import Simulation
 from tests.unit.streams import DIM, T0, embedder, entry, random_records, unit
 
 OLD, NEW = "old@1111", "new@2222"
+
+
+def stored(vec: np.ndarray) -> np.ndarray:
+    """``vec`` as a world's table holds it (bfloat16)."""
+    return unpack(pack(vec))
 
 
 def hashed(dim: int, salt: str):
@@ -127,14 +133,14 @@ def test_the_behaviour_model_is_kept_and_waiting_updates_are_re_embedded():
         if text is None:
             assert not new_world.items.vectors[i].any()
         else:
-            assert np.array_equal(new_world.items.vector(i), new(text))
-            assert np.array_equal(new_world.index.vector(i), new(text))
+            assert np.array_equal(new_world.items.vector(i), stored(new(text)))
+            assert np.array_equal(new_world.index.vector(i), stored(new(text)))
     for b in new_world._buffer:
         if isinstance(b[4], CatalogEntry):
             assert np.array_equal(b[4].vector(), new(b[4].embedded_text))
     advance(new_world, T0 + 10**13)
     i = new_world.items.index["later"]
-    assert np.array_equal(new_world.items.vector(i), new("A LATER ITEM"))
+    assert np.array_equal(new_world.items.vector(i), stored(new("A LATER ITEM")))
 
 
 def test_the_embedded_text_is_what_is_embedded_again():
@@ -152,7 +158,7 @@ def test_the_embedded_text_is_what_is_embedded_again():
     calls: list = []
     new_world, _ = reembed_world(world, batch(hashed(DIM, "n"), calls), DIM)
     assert calls == [[item.text()]]
-    assert np.array_equal(new_world.items.vector(0), hashed(DIM, "n")(item.text()))
+    assert np.array_equal(new_world.items.vector(0), stored(hashed(DIM, "n")(item.text())))
 
 
 def test_a_failed_re_embedding_leaves_the_old_world_whole():
@@ -237,7 +243,7 @@ def test_the_world_store_switches_then_folds_the_old_model_away():
         assert other.switch_from() == f"{OLD} (dim {DIM})"
 
     task = WorldStore(compact_every=10_000, model_id=NEW, dim=12)
-    _, updates = task.restore(state.items(), decode_update)
+    _, _, updates = task.restore(state.items(), decode_update)
     restored = World(DIM)
     for _, u in updates:
         restored.add(u)
@@ -248,13 +254,18 @@ def test_the_world_store_switches_then_folds_the_old_model_away():
     new_world.add(ev)
     for k, v in task.log_entry("events/0/0", "world_event", b"{}"):
         state[k] = v
-    puts, removes = task.compaction(new_world.snapshot(), new_world.bound, new_world.applied)
+    # as the job folds: the snapshot without vectors, and every chunk (all re-embedded)
+    chunks = new_world.items.changed_chunks()
+    assert sorted(chunks) == list(range(-(-len(new_world.items) // CHUNK_ROWS)))
+    puts, removes = task.compaction(
+        new_world.snapshot(vectors=False), new_world.bound, new_world.applied, chunks
+    )
     state.update(puts)
     for k in removes:
         del state[k]
     assert not [k for k in state if k.startswith(LOG)] and not task.due()
     assert state[META]["model_id"] == NEW and state[META]["dim"] == 12
     again = WorldStore(model_id=NEW, dim=12)
-    snapshot, updates = again.restore(state.items(), decode_update)
+    snapshot, chunks, updates = again.restore(state.items(), decode_update)
     assert again.switch_from() is None and updates == []
-    assert World.restore(snapshot).snapshot() == new_world.snapshot()
+    assert World.restore(snapshot, chunks).snapshot() == new_world.snapshot()

@@ -12,13 +12,17 @@ import random
 
 import pytest
 
+from operators import catalog
 from operators.events import Event
+from operators.half_vectors import unpack
 from operators.recommender import Recommender
+from operators.world import _decode, _encode
 from operators.world_store import (
     LOG,
     META,
     SCHEMA_VERSION,
     SNAPSHOT,
+    VECTORS,
     WORLD_EVENT,
     StateVersionError,
     WorldStore,
@@ -52,8 +56,8 @@ def test_log_then_restore_gives_every_update_back_in_arrival_order():
     shuffled = list(state.items())
     random.Random(2).shuffle(shuffled)  # Flink's map hands entries back in any order
     again = WorldStore()
-    snapshot, updates = again.restore(shuffled, decode)
-    assert snapshot is None
+    snapshot, chunks, updates = again.restore(shuffled, decode)
+    assert snapshot is None and chunks == {}
     assert updates == [("event", n) for n in range(50)]  # the order they arrived in
     assert again.seq == 51  # numbering goes on after the last logged update
 
@@ -65,12 +69,12 @@ def test_compaction_folds_the_whole_log_into_the_snapshot():
     assert not store.due()
     put_all(state, store, 2, 3)
     assert store.due()
-    puts, removes = store.compaction(b"world@3", bound=1234.0)
+    puts, removes = store.compaction(b"world@3", bound=1234.0, chunks={0: b"v0", 2: b"v2"})
     for k, v in puts:
         state[k] = v
     for k in removes:
         del state[k]
-    assert set(state) == {SNAPSHOT, META}
+    assert set(state) == {SNAPSHOT, META, VECTORS + "0", VECTORS + "2"}
     assert state[META] == {
         "version": SCHEMA_VERSION,
         "model_id": MODEL,
@@ -83,8 +87,8 @@ def test_compaction_folds_the_whole_log_into_the_snapshot():
     put_all(state, store, 3, 5)  # arrive after the snapshot: logged again
 
     again = WorldStore(compact_every=3, model_id=MODEL, dim=DIM)
-    snapshot, updates = again.restore(state.items(), decode)
-    assert snapshot == b"world@3"
+    snapshot, chunks, updates = again.restore(state.items(), decode)
+    assert snapshot == b"world@3" and chunks == {0: b"v0", 2: b"v2"}
     assert updates == [("event", 3), ("event", 4)]
     assert again.logged == {"t/0/3", "t/0/4"}  # bookkeeping rebuilt: the next fold removes them
     assert again.switch_from() is None
@@ -100,7 +104,7 @@ def test_schema_1_logs_are_upgraded():
     state = {LOG + f"t/0/{n}": ("event", json.dumps({"n": n}).encode()) for n in range(3)}
     state[META] = {"version": 1, "bound": 0.0, "folded": 0}
     store = WorldStore(model_id=MODEL, dim=DIM)
-    _, updates = store.restore(state.items(), decode)
+    _, _, updates = store.restore(state.items(), decode)
     assert sorted(updates) == [("event", n) for n in range(3)]
     assert store.seq == 0 and store.switch_from() is None  # no model recorded: no switch
     # an item logged by schema 1: a bare pickle, model unknown
@@ -145,9 +149,9 @@ class Task:
         self.state = state
         self.store = WorldStore(compact_every=compact_every, model_id=MODEL, dim=DIM)
         self.rec = Recommender(DIM, MODEL, top_k=5, clock=lambda: 0)
-        snapshot, updates = self.store.restore(state.items(), decode_update)
+        snapshot, chunks, updates = self.store.restore(state.items(), decode_update)
         if snapshot is not None:
-            self.rec.restore_world(snapshot)
+            self.rec.restore_world(snapshot, chunks)
         for u in updates:
             self.rec.world.add(u if isinstance(u, Event) else u[1])
         self.store.count_forgets_from(self.rec.world.applied)
@@ -165,7 +169,12 @@ class Task:
         for k, v in self.store.log_entry(update_id, kind, payload, forget, applied):
             self.state[k] = v
         if self.store.due(world.bound, world.applied):
-            puts, removes = self.store.compaction(world.snapshot(), world.bound, world.applied)
+            puts, removes = self.store.compaction(
+                world.snapshot(vectors=False),
+                world.bound,
+                world.applied,
+                world.items.changed_chunks(),
+            )
             self.state.update(puts)
             for k in removes:
                 del self.state[k]
@@ -202,9 +211,12 @@ def run(task: Task, actions, mine) -> list:
     return out
 
 
-def test_replicas_and_restores_continue_exactly():
+@pytest.mark.parametrize("chunk_rows", [catalog.CHUNK_ROWS, 3])
+def test_replicas_and_restores_continue_exactly(chunk_rows, monkeypatch):
     """Two tasks scoring different users hold bit-identical worlds; a task restored from a copy
-    of its state taken anywhere (a checkpoint) emits exactly the lists it would have emitted."""
+    of its state taken anywhere (a checkpoint) emits exactly the lists it would have emitted.
+    With chunks of 3 rows, folds write a few of many vector chunks and restores read them."""
+    monkeypatch.setattr(catalog, "CHUNK_ROWS", chunk_rows)
     records, texts = random_records(seed=7, n_orders=150)
     actions = schedule(records, embedder(texts))
     even = lambda u: int(u[1:]) % 2 == 0  # noqa: E731
@@ -299,3 +311,35 @@ def test_a_late_forget_folds_once_the_world_has_applied_it():
     assert secret not in task.rec.world.users  # applied now
     arrive(5, ev("o3", "other", T0 + 50_000))  # the next update folds the log
     assert secret.encode() not in pickle.dumps(task.state)
+
+
+def test_a_schema_2_world_with_float32_vectors_is_restored_and_its_next_fold_writes_chunks():
+    records, texts = random_records(seed=5, n_orders=40)
+    actions = schedule(records, embedder(texts))
+    task = Task({}, compact_every=10**9)
+    run(task, actions, lambda u: True)
+    world = task.rec.world
+    # the world as schema 2 saved it: float32 vectors inside the snapshot, no chunks
+    old = _decode(pickle.loads(world.snapshot()))
+    old["items"]["vectors"] = unpack(old["items"]["vectors"])
+    state = {
+        SNAPSHOT: pickle.dumps(_encode(old)),
+        META: {"version": 2, "model_id": MODEL, "dim": DIM, "bound": world.bound, "seq": 0},
+    }
+    restored = Task(state, compact_every=1)
+    assert restored.rec.world.snapshot() == world.snapshot()
+    late = {
+        "event_id": "l-1",
+        "user_id": "u-l",
+        "type": "view",
+        "item_id": "i010",
+        "ts": T0 + 10**11,
+    }
+    restored.broadcast("events/0/late", "event", json.dumps(late).encode())  # folds (every 1)
+    assert state[META]["version"] == SCHEMA_VERSION
+    chunks = [k for k in state if k.startswith(VECTORS)]
+    assert len(chunks) == -(-len(world.items) // catalog.CHUNK_ROWS) >= 1
+    again = Task(state)
+    advance(again.rec.world, T0 + 10**12)
+    advance(restored.rec.world, T0 + 10**12)
+    assert again.rec.world.snapshot() == restored.rec.world.snapshot()

@@ -1,0 +1,93 @@
+"""bfloat16 storage of item vectors (operators.half_vectors) and the table that uses it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from operators import catalog
+from operators.catalog import CatalogEntry, ItemTable
+from operators.half_vectors import HalfRows, pack, unpack
+
+
+def test_values_come_back_within_half_a_unit_in_the_last_place():
+    x = np.random.default_rng(0).standard_normal(100_000).astype(np.float32)
+    back = unpack(pack(x))
+    assert back.dtype == np.float32
+    assert np.all(np.abs(back - x) <= np.abs(x) * 2.0**-8)
+    exact = np.array([0.0, -0.0, 1.0, -0.5, 0.375, 2.0**-20], dtype=np.float32)
+    assert np.array_equal(unpack(pack(exact)), exact)
+
+
+def test_halfway_values_round_to_even():
+    # float32 bits exactly halfway between two bfloat16 values
+    bits = np.array([0x3F808000, 0x3F818000, 0xBF808001], dtype=np.uint32)
+    got = pack(bits.view(np.float32))
+    assert got.tolist() == [0x3F80, 0x3F82, 0xBF81]
+
+
+def test_cosines_of_unit_vectors_move_by_about_1e_4():
+    rng = np.random.default_rng(1)
+    v = rng.standard_normal((2_000, 384)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    q = v[0]
+    exact = v @ q
+    stored = unpack(pack(v)) @ unpack(pack(q))
+    err = np.abs(stored - exact)
+    assert err.max() < 1e-3 and err.mean() < 2e-4
+
+
+def test_rows_read_as_float32():
+    x = np.random.default_rng(2).standard_normal((5, 4)).astype(np.float32)
+    rows = HalfRows(pack(x))
+    assert rows.shape == (5, 4) and len(rows) == 5
+    assert rows[1].dtype == np.float32 and np.array_equal(rows[1], unpack(pack(x[1])))
+    assert np.array_equal(rows[[0, 3]], unpack(pack(x[[0, 3]])))
+    assert np.array_equal(np.asarray(rows), unpack(pack(x)))
+    np.testing.assert_allclose(rows[:] @ x[2], x @ x[2], rtol=1e-2, atol=1e-2)
+
+
+def test_the_table_stores_half_and_reads_older_float32_snapshots():
+    vec = np.array([0.6, 0.8, 0.0], dtype=np.float32)
+    t = ItemTable(3)
+    idx, changed = t.upsert(CatalogEntry("a", vec.tobytes(), "A"))
+    assert changed and t.state()["vectors"].dtype == np.uint16
+    np.testing.assert_allclose(t.vector(idx), vec, rtol=2.0**-8)
+    # the same version again changes nothing; a vector that rounds differently does
+    assert not t.upsert(CatalogEntry("a", vec.tobytes(), "A"))[1]
+    assert t.upsert(CatalogEntry("a", np.array([0.8, 0.6, 0], "<f4").tobytes(), "A"))[1]
+    older = {**t.state(), "vectors": np.array([vec], dtype=np.float32)}  # before bfloat16
+    restored = ItemTable.from_state(older)
+    assert np.array_equal(restored.vector(0), unpack(pack(vec)))
+    assert np.array_equal(ItemTable.from_state(t.state()).state()["vectors"], t.state()["vectors"])
+
+
+def _entry(n: int, angle: float = 0.0) -> CatalogEntry:
+    vec = np.array([np.cos(n + angle), np.sin(n + angle), 0.0], dtype="<f4")
+    return CatalogEntry(f"i{n}", vec.tobytes(), f"ITEM {n}")
+
+
+def test_only_changed_chunks_are_saved_again(monkeypatch):
+    monkeypatch.setattr(catalog, "CHUNK_ROWS", 4)
+    t = ItemTable(3)
+    for n in range(10):
+        t.upsert(_entry(n))
+    saved = t.changed_chunks()
+    assert sorted(saved) == [0, 1, 2] and len(saved[2]) == 2 * 3 * 2  # rows 8, 9
+    assert t.changed_chunks() == {}
+    t.upsert(_entry(5))  # the same vector: nothing to save
+    assert t.changed_chunks() == {}
+    t.upsert(_entry(5, angle=1.0))
+    t.remove("i9")
+    again = t.changed_chunks()
+    assert sorted(again) == [1, 2]
+    saved.update(again)
+    restored = ItemTable.from_state(t.state(vectors=False), saved)
+    assert np.array_equal(restored.state()["vectors"], t.state()["vectors"])
+    assert restored.changed_chunks() == {}  # what it was restored from is saved already
+    with pytest.raises(ValueError, match="no vector"):
+        ItemTable.from_state(t.state(vectors=False), {0: saved[0], 2: saved[2]})
+    with pytest.raises(ValueError, match="does not fit"):
+        ItemTable.from_state(t.state(vectors=False), {**saved, 3: saved[0]})
+    # a state that held its vectors (older snapshots, a model switch): every chunk is new
+    assert sorted(ItemTable.from_state(t.state()).changed_chunks()) == [0, 1, 2]
