@@ -14,8 +14,8 @@ from the real default encoder (cached in the embedding store under .runtime). Pr
 - profile: pickled bytes (p50 / p95 / max over users) and one pickle round trip (us);
 - world snapshot: bytes, seconds to take, seconds to restore; sizes of its parts;
 - fold: what the job writes to broadcast state when it folds its log after the run (the world
-  without its vectors, and the vector chunks that changed since the fold before, which is taken
-  right after the catalog load), bytes and seconds;
+  without its catalog rows, and the chunks of rows that changed since the fold before, which is
+  taken right after the catalog load), bytes and seconds;
 - memory: this process's resident set after the run (and its peak, which includes the setup).
 
 ``--catalog-size N`` first puts N synthetic items (benchmarks.catalogs, composed vectors) into
@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
     rss_run = rss_bytes()
     world = rec.world
     t = time.perf_counter()
-    fold = [world.snapshot(vectors=False), *world.items.changed_chunks().values()]
+    fold = [world.snapshot(rows=False), *world.items.changed_chunks().values()]
     fold_s = time.perf_counter() - t
     fold_bytes, fold_chunks = sum(len(b) for b in fold), len(fold) - 1
     del fold
@@ -211,8 +211,8 @@ def main(argv: list[str] | None = None) -> int:
         f"  snapshot:    {len(snap) / 1e6:.1f} MB, {min(snaps):.2f} s to take, "
         f"{min(restores):.2f} s to restore ({len(world.items):,} items, "
         f"{len(world.together):,} co-occurrence entries, {len(world.users):,} user contexts)\n"
-        f"  fold:        {fold_bytes / 1e6:.1f} MB in {fold_s:.2f} s (the world without vectors, "
-        f"and {fold_chunks} of {figures['chunks_total']} vector chunks: those the run changed)\n"
+        f"  fold:        {fold_bytes / 1e6:.1f} MB in {fold_s:.2f} s (the world without its catalog rows, "
+        f"and {fold_chunks} of {figures['chunks_total']} catalog chunks: those the run changed)\n"
         f"  memory:      {rss_run / 2**30:.2f} GiB resident after the run "
         f"({rss_loaded / 2**30:.2f} GiB after the catalog load, "
         f"{figures['rss_peak_bytes'] / 2**30:.2f} GiB peak with setup and snapshots)"

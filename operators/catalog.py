@@ -14,6 +14,7 @@ before t).
 from __future__ import annotations
 
 import dataclasses
+import pickle
 from dataclasses import MISSING, dataclass
 
 import numpy as np
@@ -62,7 +63,7 @@ _ENTRY_DEFAULTS = {
 }
 
 
-# rows of vectors per saved chunk (384 dimensions: 3 MB of bfloat16)
+# rows per saved chunk (384 dimensions: 3 MB of bfloat16 vectors, and the ids and titles)
 CHUNK_ROWS = 4096
 
 
@@ -78,7 +79,7 @@ class ItemTable:
         self._vectors = np.zeros((capacity, dim), dtype=np.uint16)  # bfloat16 bits
         self._present = np.zeros(capacity, dtype=bool)
         self._visible = np.zeros(capacity, dtype=bool)
-        self._changed: set[int] = set()  # chunks of vector rows changed since last saved
+        self._changed: set[int] = set()  # chunks of rows changed since last saved
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -93,6 +94,7 @@ class ItemTable:
             self.titles.append(None)
             self.texts.append(None)
             self.index[item_id] = idx
+            self._changed.add(idx // CHUNK_ROWS)
         return idx
 
     def _grow(self) -> None:
@@ -118,7 +120,7 @@ class ItemTable:
         changed = not self._present[idx] or not np.array_equal(self._vectors[idx], bits)
         if changed:
             self._vectors[idx] = bits
-            self._changed.add(idx // CHUNK_ROWS)
+        self._changed.add(idx // CHUNK_ROWS)  # its title or text may have changed too
         self._present[idx] = True
         self._visible[idx] = bool(entry.available)
         self.titles[idx] = entry.title
@@ -166,40 +168,50 @@ class ItemTable:
         return self.titles[idx] if self.texts[idx] is None else self.texts[idx]
 
     # ---- state ---------------------------------------------------------------------------------
-    # The vectors are most of a large catalog's state. ``state(vectors=False)`` leaves them out;
-    # they are then saved as chunks of CHUNK_ROWS rows (:meth:`changed_chunks`), and only the
-    # chunks that changed since the last save are written again.
-    def state(self, vectors: bool = True) -> dict:
+    # A large catalog's state is mostly its rows (id, title, text, vector of each item), and few
+    # of them change between two saves. ``state(rows=False)`` leaves them out; they are then
+    # saved in chunks of CHUNK_ROWS rows (:meth:`changed_chunks`), each written again only when
+    # one of its rows changed.
+    def state(self, rows: bool = True) -> dict:
         n = len(self.ids)
         s = {
             "dim": self.dim,
-            "ids": list(self.ids),
-            "titles": list(self.titles),
-            "texts": list(self.texts),
+            "n": n,
             "present": self._present[:n].copy(),
             "visible": self._visible[:n].copy(),
         }
-        if vectors:
+        if rows:
+            s["ids"] = list(self.ids)
+            s["titles"] = list(self.titles)
+            s["texts"] = list(self.texts)
             s["vectors"] = self._vectors[:n].copy()  # bfloat16 bits
         return s
 
     def changed_chunks(self) -> dict[int, bytes]:
-        """Vector rows (bfloat16 bits) by chunk number, of every chunk changed since the last
-        call (all of them after :meth:`from_state` of a state that held the vectors); chunk k
-        holds rows k * CHUNK_ROWS onwards, up to the table's length."""
+        """Every chunk of rows changed since the last call (all of them after :meth:`from_state`
+        of a state that held its rows), by chunk number: chunk k is rows k * CHUNK_ROWS onwards,
+        up to the table's length, pickled as (ids, titles, texts, vector bits)."""
         n = len(self.ids)
-        out = {
-            k: self._vectors[k * CHUNK_ROWS : min((k + 1) * CHUNK_ROWS, n)].tobytes()
-            for k in sorted(self._changed)
-            if k * CHUNK_ROWS < n
-        }
+        out = {}
+        for k in sorted(self._changed):
+            a, b = k * CHUNK_ROWS, min((k + 1) * CHUNK_ROWS, n)
+            if a < n:
+                rows = (
+                    self.ids[a:b],
+                    self.titles[a:b],
+                    self.texts[a:b],
+                    self._vectors[a:b].tobytes(),
+                )
+                out[k] = pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL)
         self._changed.clear()
         return out
 
     @classmethod
     def from_state(cls, s: dict, chunks: dict[int, bytes] | None = None) -> ItemTable:
-        """The table of :meth:`state`; without ``"vectors"`` in it, the vectors are ``chunks``
-        (as :meth:`changed_chunks` gave them, the latest of each chunk number)."""
+        """The table of :meth:`state`; without its rows in it, the rows are ``chunks`` (as
+        :meth:`changed_chunks` gave them, the latest of each chunk number)."""
+        if "ids" not in s:
+            return cls._from_chunks(s, chunks or {})
         n = len(s["ids"])
         t = cls(s["dim"], capacity=max(1024, n))
         t.ids = list(s["ids"])
@@ -208,24 +220,33 @@ class ItemTable:
         t.texts = list(s.get("texts") or [None] * n)  # older snapshots: every text a title
         t._present[:n] = s["present"]
         t._visible[:n] = s["visible"]
-        if "vectors" in s:
-            vectors = np.asarray(s["vectors"])
-            # snapshots before bfloat16 storage hold float32 rows
-            t._vectors[:n] = vectors if vectors.dtype == np.uint16 else pack(vectors)
-            t._changed = set(range(-(-n // CHUNK_ROWS)))  # none of them saved as chunks yet
-            return t
+        vectors = np.asarray(s["vectors"])
+        # snapshots before bfloat16 storage hold float32 rows
+        t._vectors[:n] = vectors if vectors.dtype == np.uint16 else pack(vectors)
+        t._changed = set(range(-(-n // CHUNK_ROWS)))  # none of them saved as chunks yet
+        return t
+
+    @classmethod
+    def _from_chunks(cls, s: dict, chunks: dict[int, bytes]) -> ItemTable:
+        n = s["n"]
+        t = cls(s["dim"], capacity=max(1024, n))
+        t.ids, t.titles, t.texts = [None] * n, [None] * n, [None] * n
         covered = np.zeros(n, dtype=bool)
-        for k, raw in (chunks or {}).items():
-            rows = np.frombuffer(raw, dtype=np.uint16).reshape(-1, t.dim)
-            at = k * CHUNK_ROWS
-            if k < 0 or at + len(rows) > n or len(rows) > CHUNK_ROWS:
-                raise ValueError(f"vector chunk {k} of {len(rows)} rows does not fit {n} items")
-            t._vectors[at : at + len(rows)] = rows
-            covered[at : at + len(rows)] = True
-        missing = t._present[:n] & ~covered
-        if missing.any():
+        for k, raw in chunks.items():
+            ids, titles, texts, bits = pickle.loads(raw)
+            a = k * CHUNK_ROWS
+            m = len(ids)
+            if k < 0 or a + m > n or m > CHUNK_ROWS or len(titles) != m or len(texts) != m:
+                raise ValueError(f"catalog chunk {k} of {m} rows does not fit {n} items")
+            t.ids[a : a + m], t.titles[a : a + m], t.texts[a : a + m] = ids, titles, texts
+            t._vectors[a : a + m] = np.frombuffer(bits, dtype=np.uint16).reshape(m, t.dim)
+            covered[a : a + m] = True
+        if not covered.all():
             raise ValueError(
-                f"{int(missing.sum())} present items have no vector in the saved chunks "
-                f"(first: {t.ids[int(np.argmax(missing))]})"
+                f"the saved catalog chunks miss {int((~covered).sum())} of {n} items "
+                f"(first: row {int(np.argmin(covered))})"
             )
+        t.index = {item_id: i for i, item_id in enumerate(t.ids)}
+        t._present[:n] = s["present"]
+        t._visible[:n] = s["visible"]
         return t

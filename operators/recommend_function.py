@@ -317,7 +317,7 @@ class Recommend(KeyedBroadcastProcessFunction):
             state.put(k, v)
         if self.store.due(world.bound, world.applied):
             puts, removes = self.store.compaction(
-                world.snapshot(vectors=False),
+                world.snapshot(rows=False),
                 world.bound,
                 world.applied,
                 world.items.changed_chunks(),

@@ -109,8 +109,8 @@ class Recommender:
         self.ranker = Ranker(self.world, self.config, top_k)
 
     def restore_world(self, snapshot: bytes, chunks: dict[int, bytes] | None = None) -> None:
-        """Replace the world with a restored snapshot (see World.snapshot; ``chunks``: its item
-        vectors when it was taken without them). The snapshot's world settings must be this
+        """Replace the world with a restored snapshot (see World.snapshot; ``chunks``: its
+        catalog rows when it was taken without them). The snapshot's world settings must be this
         recommender's (the mixes may differ: they only rank)."""
         world = World.restore(snapshot, chunks)
         if (world.config.world, world.config.session_gap_ms) != (

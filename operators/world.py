@@ -249,11 +249,11 @@ class World:
             del users[first]
 
     # ---- snapshot ------------------------------------------------------------------------------
-    def snapshot(self, vectors: bool = True) -> bytes:
+    def snapshot(self, rows: bool = True) -> bytes:
         """Everything, pending updates included, as bytes; :meth:`restore` continues exactly.
-        ``vectors=False``: all but the item vectors, which are then saved in chunks
-        (``self.items.changed_chunks()``, passed to :meth:`restore`); the job does so, so that
-        a large catalog's vectors are not written again with every snapshot.
+        ``rows=False``: all but the catalog's rows (id, title, text, vector of each item), which
+        are then saved in chunks (``self.items.changed_chunks()``, passed to :meth:`restore`);
+        the job does so, so that a large catalog is not written again with every snapshot.
 
         The bytes are a function of the state alone (arrays are stored as raw bytes, so pickle's
         sharing of numpy's dtype objects cannot make two equal states pickle differently)."""
@@ -267,7 +267,7 @@ class World:
                     "applied": self.applied,
                     "arrivals": self._arrivals,
                     "buffer": self._buffer,
-                    "items": self.items.state(vectors),
+                    "items": self.items.state(rows),
                     "index": self.index.state(),
                     "text": self.text.state(),
                     "together": self.together.state(),
@@ -280,7 +280,7 @@ class World:
 
     @classmethod
     def restore(cls, data: bytes, chunks: dict[int, bytes] | None = None) -> World:
-        """The world of a :meth:`snapshot`; ``chunks``: the item vectors of one taken without
+        """The world of a :meth:`snapshot`; ``chunks``: the catalog's rows of one taken without
         them (operators.catalog.ItemTable.from_state)."""
         s = _decode(pickle.loads(data))
         if s.get("version") != SNAPSHOT_VERSION:

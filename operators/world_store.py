@@ -8,19 +8,19 @@ broadcast state, not Python objects, so the world is written there as
     "log/<id>"  -> (kind, payload, seq)  every update received since the snapshot (id: its Kafka
                                          record; seq: its arrival number on this task; an
                                          event as WORLD_EVENT, a catalog update as received)
-    "snapshot"  -> bytes                 the whole world but its item vectors when the log was
-                                         last folded into it (the updates it had applied and
-                                         those still waiting)
-    "vectors/<k>" -> bytes               item vectors, rows k * CHUNK_ROWS on (bfloat16 bits,
-                                         operators.catalog); a fold rewrites only the chunks
-                                         that changed since the one before
+    "snapshot"  -> bytes                 the whole world but its catalog rows when the log
+                                         was last folded into it (the updates it had applied
+                                         and those still waiting)
+    "catalog/<k>" -> bytes               catalog rows k * CHUNK_ROWS on: ids, titles, texts,
+                                         bfloat16 vectors (operators.catalog); a fold rewrites
+                                         only the chunks that changed since the one before
     "meta"      -> {"version", "model_id", "dim", "bound", "folded", "seq"}
 
-A restore loads the snapshot and its vector chunks and adds the logged updates again, in their
+A restore loads the snapshot and its catalog chunks and adds the logged updates again, in their
 arrival order; with
 :func:`advance` the world then applies them exactly as before the failure, so the restored world
 continues bit for bit. The log is folded into a new snapshot every ``compact_every`` updates
-(which bounds the state and the restore time; a million items' vectors are about 770 MB, which a
+(which bounds the state and the restore time; a million items' rows are about 850 MB, which a
 fold does not write again when few items changed), and as soon as a ``forget_user`` has been applied
 (the log holds that user's events until then; the snapshot holds no trace of them). The world
 only ever sees the fields of an event it uses (:data:`WORLD_EVENT_FIELDS`): no query text.
@@ -44,7 +44,7 @@ from typing import Any
 SCHEMA_VERSION = 3
 LOG = "log/"
 SNAPSHOT = "snapshot"
-VECTORS = "vectors/"
+CATALOG = "catalog/"
 META = "meta"
 
 # what the world reads from an event (operators.world.World._apply_event and its ordering key);
@@ -61,8 +61,8 @@ def upgrade(meta: dict, entries: list[tuple[str, tuple]]) -> list[tuple[str, str
 
     Version 1 logged ``(kind, payload)`` without arrival numbers (they are numbered in the order
     Flink hands them back) and catalog payloads without the model that embedded them. Versions 1
-    and 2 kept the vectors inside the snapshot (float32): the restored world reads them there,
-    and its first fold writes them as chunks."""
+    and 2 kept the catalog's rows inside the snapshot (vectors as float32): the restored world
+    reads them there, and its first fold writes them as chunks."""
     version = meta.get("version", 1)
     if version > SCHEMA_VERSION:
         raise StateVersionError(
@@ -143,8 +143,8 @@ class WorldStore:
         chunks: dict[int, bytes] | None = None,
     ) -> tuple[list[tuple[str, Any]], list[str]]:
         """(puts, removes) that fold every logged update into ``snapshot``, the whole world
-        (applied and waiting updates) now, taken without its vectors; ``chunks``: the vector
-        chunks changed since the last fold (``World.snapshot(vectors=False)``,
+        (applied and waiting updates) now, taken without its catalog rows; ``chunks``: the
+        chunks of rows changed since the last fold (``World.snapshot(rows=False)``,
         ``ItemTable.changed_chunks()``); ``bound`` is its event time, ``applied`` its count of
         applied updates."""
         folded = [LOG + i for i in self.logged]
@@ -152,7 +152,7 @@ class WorldStore:
         self.forgets = [f for f in self.forgets if not self._applied(f, bound, applied)]
         self._meta_written = True
         self._fold = False
-        puts: list[tuple[str, Any]] = [(VECTORS + str(k), c) for k, c in (chunks or {}).items()]
+        puts: list[tuple[str, Any]] = [(CATALOG + str(k), c) for k, c in (chunks or {}).items()]
         puts += [(SNAPSHOT, snapshot), (META, self._meta(bound, len(folded)))]
         return puts, folded
 
@@ -161,7 +161,7 @@ class WorldStore:
         entries: Iterable[tuple[str, Any]],
         decode: Callable[[str, bytes], Any],
     ) -> tuple[bytes | None, dict[int, bytes], list[Any]]:
-        """(snapshot or None, its vector chunks, updates to add again in their arrival order)
+        """(snapshot or None, its catalog chunks, updates to add again in their arrival order)
         from the broadcast state's entries; the bookkeeping is rebuilt from them (``meta`` as
         found; then :meth:`count_forgets_from` the restored world's count of applied
         updates)."""
@@ -173,8 +173,8 @@ class WorldStore:
                 meta = dict(value)
             elif key.startswith(LOG):
                 logged.append((key[len(LOG) :], value))
-            elif key.startswith(VECTORS):
-                chunks[int(key[len(VECTORS) :])] = value
+            elif key.startswith(CATALOG):
+                chunks[int(key[len(CATALOG) :])] = value
         logged = upgrade(meta, logged)
         logged.sort(key=lambda e: e[3])
         self.meta = meta

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
-from operators import catalog
 from operators.catalog import CatalogEntry, ItemTable
 from operators.half_vectors import HalfRows, pack, unpack
 
@@ -60,34 +58,3 @@ def test_the_table_stores_half_and_reads_older_float32_snapshots():
     restored = ItemTable.from_state(older)
     assert np.array_equal(restored.vector(0), unpack(pack(vec)))
     assert np.array_equal(ItemTable.from_state(t.state()).state()["vectors"], t.state()["vectors"])
-
-
-def _entry(n: int, angle: float = 0.0) -> CatalogEntry:
-    vec = np.array([np.cos(n + angle), np.sin(n + angle), 0.0], dtype="<f4")
-    return CatalogEntry(f"i{n}", vec.tobytes(), f"ITEM {n}")
-
-
-def test_only_changed_chunks_are_saved_again(monkeypatch):
-    monkeypatch.setattr(catalog, "CHUNK_ROWS", 4)
-    t = ItemTable(3)
-    for n in range(10):
-        t.upsert(_entry(n))
-    saved = t.changed_chunks()
-    assert sorted(saved) == [0, 1, 2] and len(saved[2]) == 2 * 3 * 2  # rows 8, 9
-    assert t.changed_chunks() == {}
-    t.upsert(_entry(5))  # the same vector: nothing to save
-    assert t.changed_chunks() == {}
-    t.upsert(_entry(5, angle=1.0))
-    t.remove("i9")
-    again = t.changed_chunks()
-    assert sorted(again) == [1, 2]
-    saved.update(again)
-    restored = ItemTable.from_state(t.state(vectors=False), saved)
-    assert np.array_equal(restored.state()["vectors"], t.state()["vectors"])
-    assert restored.changed_chunks() == {}  # what it was restored from is saved already
-    with pytest.raises(ValueError, match="no vector"):
-        ItemTable.from_state(t.state(vectors=False), {0: saved[0], 2: saved[2]})
-    with pytest.raises(ValueError, match="does not fit"):
-        ItemTable.from_state(t.state(vectors=False), {**saved, 3: saved[0]})
-    # a state that held its vectors (older snapshots, a model switch): every chunk is new
-    assert sorted(ItemTable.from_state(t.state()).changed_chunks()) == [0, 1, 2]

@@ -258,7 +258,7 @@ def test_the_world_store_switches_then_folds_the_old_model_away():
     chunks = new_world.items.changed_chunks()
     assert sorted(chunks) == list(range(-(-len(new_world.items) // CHUNK_ROWS)))
     puts, removes = task.compaction(
-        new_world.snapshot(vectors=False), new_world.bound, new_world.applied, chunks
+        new_world.snapshot(rows=False), new_world.bound, new_world.applied, chunks
     )
     state.update(puts)
     for k in removes:

@@ -18,11 +18,11 @@ from operators.half_vectors import unpack
 from operators.recommender import Recommender
 from operators.world import _decode, _encode
 from operators.world_store import (
+    CATALOG,
     LOG,
     META,
     SCHEMA_VERSION,
     SNAPSHOT,
-    VECTORS,
     WORLD_EVENT,
     StateVersionError,
     WorldStore,
@@ -74,7 +74,7 @@ def test_compaction_folds_the_whole_log_into_the_snapshot():
         state[k] = v
     for k in removes:
         del state[k]
-    assert set(state) == {SNAPSHOT, META, VECTORS + "0", VECTORS + "2"}
+    assert set(state) == {SNAPSHOT, META, CATALOG + "0", CATALOG + "2"}
     assert state[META] == {
         "version": SCHEMA_VERSION,
         "model_id": MODEL,
@@ -170,7 +170,7 @@ class Task:
             self.state[k] = v
         if self.store.due(world.bound, world.applied):
             puts, removes = self.store.compaction(
-                world.snapshot(vectors=False),
+                world.snapshot(rows=False),
                 world.bound,
                 world.applied,
                 world.items.changed_chunks(),
@@ -337,7 +337,7 @@ def test_a_schema_2_world_with_float32_vectors_is_restored_and_its_next_fold_wri
     }
     restored.broadcast("events/0/late", "event", json.dumps(late).encode())  # folds (every 1)
     assert state[META]["version"] == SCHEMA_VERSION
-    chunks = [k for k in state if k.startswith(VECTORS)]
+    chunks = [k for k in state if k.startswith(CATALOG)]
     assert len(chunks) == -(-len(world.items) // catalog.CHUNK_ROWS) >= 1
     again = Task(state)
     advance(again.rec.world, T0 + 10**12)
