@@ -19,7 +19,7 @@ from dataclasses import MISSING, dataclass
 
 import numpy as np
 
-from operators.half_vectors import HalfRows, pack
+from operators.half_vectors import HalfRows, pack, unpack
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +65,10 @@ _ENTRY_DEFAULTS = {
 
 # rows per saved chunk (384 dimensions: 3 MB of bfloat16 vectors, and the ids and titles)
 CHUNK_ROWS = 4096
+# a table of up to this many rows also keeps its vectors as float32 (48 MB at 384 dimensions):
+# below operators.ann.MIN_KEYS every search reads the whole catalog, and unpacking it each time
+# would cost more than the search; a larger table keeps only the bits
+MIRROR_MAX_ROWS = 32_768
 
 
 class ItemTable:
@@ -77,6 +81,11 @@ class ItemTable:
         self.titles: list[str | None] = []
         self.texts: list[str | None] = []  # the embedded text where it is not the title
         self._vectors = np.zeros((capacity, dim), dtype=np.uint16)  # bfloat16 bits
+        # unpack(_vectors) while the table has at most MIRROR_MAX_ROWS rows (a function of its
+        # length alone, so the same on every replica and after any restore), else None
+        self._mirror = (
+            np.zeros((capacity, dim), np.float32) if capacity <= MIRROR_MAX_ROWS else None
+        )
         self._present = np.zeros(capacity, dtype=bool)
         self._visible = np.zeros(capacity, dtype=bool)
         self._changed: set[int] = set()  # chunks of rows changed since last saved
@@ -88,6 +97,8 @@ class ItemTable:
         idx = self.index.get(item_id)
         if idx is None:
             idx = len(self.ids)
+            if idx == MIRROR_MAX_ROWS:  # the table outgrows its float32 copy
+                self._mirror = None
             if idx == self._vectors.shape[0]:
                 self._grow()
             self.ids.append(item_id)
@@ -107,6 +118,8 @@ class ItemTable:
         visible = np.zeros(cap, dtype=bool)
         visible[:n] = self._visible[:n]
         self._vectors, self._present, self._visible = vectors, present, visible
+        if self._mirror is not None:
+            self._mirror = unpack(vectors)
 
     def upsert(self, entry: CatalogEntry) -> tuple[int, bool]:
         """Apply an item version; returns (index, whether its stored vector changed)."""
@@ -120,6 +133,8 @@ class ItemTable:
         changed = not self._present[idx] or not np.array_equal(self._vectors[idx], bits)
         if changed:
             self._vectors[idx] = bits
+            if self._mirror is not None:
+                self._mirror[idx] = unpack(bits)
         self._changed.add(idx // CHUNK_ROWS)  # its title or text may have changed too
         self._present[idx] = True
         self._visible[idx] = bool(entry.available)
@@ -133,6 +148,8 @@ class ItemTable:
         if idx is None or not self._present[idx]:
             return None
         self._vectors[idx] = 0
+        if self._mirror is not None:
+            self._mirror[idx] = 0.0
         self._changed.add(idx // CHUNK_ROWS)
         self._present[idx] = False
         self._visible[idx] = False
@@ -143,7 +160,8 @@ class ItemTable:
     @property
     def vectors(self) -> HalfRows:
         """[items, dim] rows (float32 when indexed); rows of items not present are zero."""
-        return HalfRows(self._vectors[: len(self.ids)])
+        n = len(self.ids)
+        return HalfRows(self._vectors[:n], None if self._mirror is None else self._mirror[:n])
 
     @property
     def present(self) -> np.ndarray:
@@ -224,6 +242,7 @@ class ItemTable:
         # snapshots before bfloat16 storage hold float32 rows
         t._vectors[:n] = vectors if vectors.dtype == np.uint16 else pack(vectors)
         t._changed = set(range(-(-n // CHUNK_ROWS)))  # none of them saved as chunks yet
+        t._sync_mirror()
         return t
 
     @classmethod
@@ -249,4 +268,8 @@ class ItemTable:
         t.index = {item_id: i for i, item_id in enumerate(t.ids)}
         t._present[:n] = s["present"]
         t._visible[:n] = s["visible"]
+        t._sync_mirror()
         return t
+
+    def _sync_mirror(self) -> None:
+        self._mirror = unpack(self._vectors) if len(self.ids) <= MIRROR_MAX_ROWS else None

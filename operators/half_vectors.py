@@ -14,7 +14,8 @@ that order a list.
 - :func:`pack`: float32 (any shape) -> uint16 bits.
 - :func:`unpack`: uint16 bits -> float32.
 - :class:`HalfRows`: read-only [rows, dim] view over packed bits; indexing it gives float32
-  rows, so code that reads ``rows[keys] @ q`` works on it unchanged.
+  rows, so code that reads ``rows[keys] @ q`` works on it unchanged. A small table also keeps
+  the unpacked rows (operators.catalog.MIRROR_MAX_ROWS), and reads come from those.
 """
 
 from __future__ import annotations
@@ -35,12 +36,14 @@ def unpack(bits: np.ndarray) -> np.ndarray:
 
 
 class HalfRows:
-    """Rows of vectors stored as bfloat16 bits; ``rows[key]`` is float32 (a new array)."""
+    """Rows of vectors stored as bfloat16 bits; ``rows[key]`` is float32, read-only. With
+    ``mirror`` (``unpack(bits)``, kept by the owner) reads come from it, without unpacking."""
 
-    __slots__ = ("bits",)
+    __slots__ = ("bits", "mirror")
 
-    def __init__(self, bits: np.ndarray):
+    def __init__(self, bits: np.ndarray, mirror: np.ndarray | None = None):
         self.bits = bits  # [rows, dim] uint16
+        self.mirror = mirror
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -50,8 +53,12 @@ class HalfRows:
         return self.bits.shape[0]
 
     def __getitem__(self, key) -> np.ndarray:
-        return unpack(self.bits[key])
+        if self.mirror is None:
+            return unpack(self.bits[key])
+        rows = self.mirror[key]
+        rows.flags.writeable = False  # a view of the owner's mirror
+        return rows
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        rows = unpack(self.bits)
+        rows = self[:]
         return rows if dtype is None else rows.astype(dtype, copy=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from operators.catalog import CatalogEntry, ItemTable
 from operators.half_vectors import HalfRows, pack, unpack
@@ -58,3 +59,28 @@ def test_the_table_stores_half_and_reads_older_float32_snapshots():
     restored = ItemTable.from_state(older)
     assert np.array_equal(restored.vector(0), unpack(pack(vec)))
     assert np.array_equal(ItemTable.from_state(t.state()).state()["vectors"], t.state()["vectors"])
+
+
+def test_a_small_table_reads_its_float32_copy_a_large_one_unpacks(monkeypatch):
+    from operators import catalog
+
+    monkeypatch.setattr(catalog, "MIRROR_MAX_ROWS", 6)
+    rng = np.random.default_rng(3)
+    vecs = rng.standard_normal((8, 4)).astype(np.float32)
+    t = ItemTable(4, capacity=2)
+    for n in range(6):
+        t.upsert(CatalogEntry(f"i{n}", vecs[n].tobytes(), "T"))
+    rows = t.vectors
+    assert rows.mirror is not None and np.array_equal(rows[:], unpack(pack(vecs[:6])))
+    with pytest.raises(ValueError):
+        rows[2][0] = 1.0  # a view of the table's copy: read-only
+    t.remove("i1")
+    assert not t.vectors[1].any()
+    small = ItemTable.from_state(t.state())
+    assert small.vectors.mirror is not None and np.array_equal(small.vectors[:], t.vectors[:])
+    for n in (6, 7):  # past MIRROR_MAX_ROWS: the bits only, the same values
+        t.upsert(CatalogEntry(f"i{n}", vecs[n].tobytes(), "T"))
+    assert t.vectors.mirror is None
+    assert np.array_equal(t.vectors[6:], unpack(pack(vecs[6:])))
+    assert np.array_equal(t.vectors[:6], small.vectors[:])
+    assert ItemTable.from_state(t.state()).vectors.mirror is None
