@@ -56,7 +56,8 @@ class HalfRows:
         if self.mirror is None:
             return unpack(self.bits[key])
         rows = self.mirror[key]
-        rows.flags.writeable = False  # a view of the owner's mirror
+        if isinstance(rows, np.ndarray):
+            rows.flags.writeable = False  # a view of the owner's mirror
         return rows
 
     def __array__(self, dtype=None, copy=None) -> np.ndarray:

@@ -17,13 +17,13 @@ broadcast state, not Python objects, so the world is written there as
     "meta"      -> {"version", "model_id", "dim", "bound", "folded", "seq"}
 
 A restore loads the snapshot and its catalog chunks and adds the logged updates again, in their
-arrival order; with
-:func:`advance` the world then applies them exactly as before the failure, so the restored world
-continues bit for bit. The log is folded into a new snapshot every ``compact_every`` updates
-(which bounds the state and the restore time; a million items' rows are about 850 MB, which a
-fold does not write again when few items changed), and as soon as a ``forget_user`` has been applied
-(the log holds that user's events until then; the snapshot holds no trace of them). The world
-only ever sees the fields of an event it uses (:data:`WORLD_EVENT_FIELDS`): no query text.
+arrival order; with :func:`advance` the world then applies them exactly as before the failure, so
+the restored world continues bit for bit. The log is folded into a new snapshot every
+``compact_every`` updates (which bounds the state and the restore time; a million items' rows are
+about 850 MB, which a fold does not write again when few items changed), and as soon as a
+``forget_user`` has been applied (the log holds that user's events until then; the snapshot holds
+no trace of them). The world only ever sees the fields of an event it uses
+(:data:`WORLD_EVENT_FIELDS`): no query text.
 
 ``meta`` names the encoder the world's vectors come from: a task never mixes two models. A task
 restored with another model re-embeds the world first (:meth:`WorldStore.switch_from`,
