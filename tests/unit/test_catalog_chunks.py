@@ -14,6 +14,15 @@ def _entry(n: int, angle: float = 0.0, title: str | None = None) -> CatalogEntry
     return CatalogEntry(f"i{n}", vec.tobytes(), title or f"ITEM {n}")
 
 
+def _ten_items(monkeypatch) -> ItemTable:
+    """A table of ten items, saved in chunks of 4 rows."""
+    monkeypatch.setattr(catalog, "CHUNK_ROWS", 4)
+    t = ItemTable(3)
+    for n in range(10):
+        t.upsert(_entry(n))
+    return t
+
+
 def _same(a: ItemTable, b: ItemTable) -> bool:
     sa, sb = a.state(), b.state()
     return (
@@ -26,10 +35,7 @@ def _same(a: ItemTable, b: ItemTable) -> bool:
 
 
 def test_only_changed_chunks_are_saved_again(monkeypatch):
-    monkeypatch.setattr(catalog, "CHUNK_ROWS", 4)
-    t = ItemTable(3)
-    for n in range(10):
-        t.upsert(_entry(n))
+    t = _ten_items(monkeypatch)
     saved = t.changed_chunks()
     assert sorted(saved) == [0, 1, 2]
     assert t.changed_chunks() == {}
@@ -50,10 +56,7 @@ def test_only_changed_chunks_are_saved_again(monkeypatch):
 
 
 def test_a_missing_or_misplaced_chunk_is_refused(monkeypatch):
-    monkeypatch.setattr(catalog, "CHUNK_ROWS", 4)
-    t = ItemTable(3)
-    for n in range(10):
-        t.upsert(_entry(n))
+    t = _ten_items(monkeypatch)
     saved = t.changed_chunks()
     with pytest.raises(ValueError, match="miss 4 of 10 items"):
         ItemTable.from_state(t.state(rows=False), {0: saved[0], 2: saved[2]})
@@ -63,9 +66,6 @@ def test_a_missing_or_misplaced_chunk_is_refused(monkeypatch):
 
 def test_a_state_with_its_rows_saves_every_chunk_next(monkeypatch):
     """Older snapshots held the rows (vectors as float32), as does a model switch's table."""
-    monkeypatch.setattr(catalog, "CHUNK_ROWS", 4)
-    t = ItemTable(3)
-    for n in range(10):
-        t.upsert(_entry(n))
+    t = _ten_items(monkeypatch)
     full = ItemTable.from_state(t.state())
     assert _same(full, t) and sorted(full.changed_chunks()) == [0, 1, 2]
