@@ -91,9 +91,11 @@ def preload_catalog(world, size: int) -> None:
 def main(argv: list[str] | None = None) -> int:
     from threadpoolctl import threadpool_limits
 
+    from operators.catalog import CHUNK_ROWS
     from operators.config import RankingConfig
     from operators.recommender import Recommender
     from operators.world import World
+    from operators.world_store import CATALOG, WorldStore
     from streamrec import paths
     from streamrec.evaluate import load_records
     from streamrec.simulate import Simulation, cached_embedder
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         preload_catalog(rec.world, args.catalog_size)
         load_s = time.perf_counter() - t
     rss_loaded = rss_bytes()
-    chunks_total = len(rec.world.items.changed_chunks())  # as if folded after the catalog load
+    rec.world.items.changed_chunks()  # as if folded after the catalog load
     sim = Simulation(rec)
     world_t, event_t, end_t = _Timer(), _Timer(), _Timer()
     rec.world.advance_to = world_t.wrap(rec.world.advance_to)
@@ -150,10 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     rss_run = rss_bytes()
     world = rec.world
     t = time.perf_counter()
-    fold = [world.snapshot(rows=False), *world.items.changed_chunks().values()]
+    puts, _ = WorldStore().fold(world)
     fold_s = time.perf_counter() - t
-    fold_bytes, fold_chunks = sum(len(b) for b in fold), len(fold) - 1
-    del fold
+    fold_bytes = sum(len(v) for _, v in puts if isinstance(v, bytes))
+    fold_chunks = sum(k.startswith(CATALOG) for k, _ in puts)
+    del puts
     snaps, restores = [], []
     for _ in range(1 if args.catalog_size else 3):
         t = time.perf_counter()
@@ -185,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
         "fold_bytes": fold_bytes,
         "fold_s": fold_s,
         "fold_chunks": fold_chunks,
-        "chunks_total": max(chunks_total, fold_chunks),
+        "chunks_total": -(-len(world.items) // CHUNK_ROWS),
         "catalog_size": args.catalog_size,
         "catalog_load_s": load_s,
         "ann": world.index.ann is not None,

@@ -228,28 +228,26 @@ class ItemTable:
     def from_state(cls, s: dict, chunks: dict[int, bytes] | None = None) -> ItemTable:
         """The table of :meth:`state`; without its rows in it, the rows are ``chunks`` (as
         :meth:`changed_chunks` gave them, the latest of each chunk number)."""
-        if "ids" not in s:
-            return cls._from_chunks(s, chunks or {})
-        n = len(s["ids"])
+        n = len(s["ids"]) if "ids" in s else s["n"]
         t = cls(s["dim"], capacity=max(1024, n))
-        t.ids = list(s["ids"])
+        if "ids" in s:
+            t.ids, t.titles = list(s["ids"]), list(s["titles"])
+            t.texts = list(s.get("texts") or [None] * n)  # older snapshots: every text a title
+            vectors = np.asarray(s["vectors"])
+            # snapshots before bfloat16 storage hold float32 rows
+            t._vectors[:n] = vectors if vectors.dtype == np.uint16 else pack(vectors)
+            t._changed = set(range(-(-n // CHUNK_ROWS)))  # none of them saved as chunks yet
+        else:
+            t._load_chunks(n, chunks or {})
         t.index = {item_id: i for i, item_id in enumerate(t.ids)}
-        t.titles = list(s["titles"])
-        t.texts = list(s.get("texts") or [None] * n)  # older snapshots: every text a title
         t._present[:n] = s["present"]
         t._visible[:n] = s["visible"]
-        vectors = np.asarray(s["vectors"])
-        # snapshots before bfloat16 storage hold float32 rows
-        t._vectors[:n] = vectors if vectors.dtype == np.uint16 else pack(vectors)
-        t._changed = set(range(-(-n // CHUNK_ROWS)))  # none of them saved as chunks yet
-        t._sync_mirror()
+        t._mirror = unpack(t._vectors) if n <= MIRROR_MAX_ROWS else None
         return t
 
-    @classmethod
-    def _from_chunks(cls, s: dict, chunks: dict[int, bytes]) -> ItemTable:
-        n = s["n"]
-        t = cls(s["dim"], capacity=max(1024, n))
-        t.ids, t.titles, t.texts = [None] * n, [None] * n, [None] * n
+    def _load_chunks(self, n: int, chunks: dict[int, bytes]) -> None:
+        """The rows of an empty table of ``n`` rows from saved chunks, which must cover them."""
+        self.ids, self.titles, self.texts = [None] * n, [None] * n, [None] * n
         covered = np.zeros(n, dtype=bool)
         for k, raw in chunks.items():
             ids, titles, texts, bits = pickle.loads(raw)
@@ -257,19 +255,11 @@ class ItemTable:
             m = len(ids)
             if k < 0 or a + m > n or m > CHUNK_ROWS or len(titles) != m or len(texts) != m:
                 raise ValueError(f"catalog chunk {k} of {m} rows does not fit {n} items")
-            t.ids[a : a + m], t.titles[a : a + m], t.texts[a : a + m] = ids, titles, texts
-            t._vectors[a : a + m] = np.frombuffer(bits, dtype=np.uint16).reshape(m, t.dim)
+            self.ids[a : a + m], self.titles[a : a + m], self.texts[a : a + m] = ids, titles, texts
+            self._vectors[a : a + m] = np.frombuffer(bits, dtype=np.uint16).reshape(m, self.dim)
             covered[a : a + m] = True
         if not covered.all():
             raise ValueError(
                 f"the saved catalog chunks miss {int((~covered).sum())} of {n} items "
                 f"(first: row {int(np.argmin(covered))})"
             )
-        t.index = {item_id: i for i, item_id in enumerate(t.ids)}
-        t._present[:n] = s["present"]
-        t._visible[:n] = s["visible"]
-        t._sync_mirror()
-        return t
-
-    def _sync_mirror(self) -> None:
-        self._mirror = unpack(self._vectors) if len(self.ids) <= MIRROR_MAX_ROWS else None

@@ -49,9 +49,6 @@ class HalfRows:
     def shape(self) -> tuple[int, ...]:
         return self.bits.shape
 
-    def __len__(self) -> int:
-        return self.bits.shape[0]
-
     def __getitem__(self, key) -> np.ndarray:
         if self.mirror is None:
             return unpack(self.bits[key])
@@ -59,7 +56,3 @@ class HalfRows:
         if isinstance(rows, np.ndarray):
             rows.flags.writeable = False  # a view of the owner's mirror
         return rows
-
-    def __array__(self, dtype=None, copy=None) -> np.ndarray:
-        rows = self[:]
-        return rows if dtype is None else rows.astype(dtype, copy=False)

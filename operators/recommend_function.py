@@ -316,12 +316,7 @@ class Recommend(KeyedBroadcastProcessFunction):
         for k, v in self.store.log_entry(value.id, kind, payload, forget_ts, applied):
             state.put(k, v)
         if self.store.due(world.bound, world.applied):
-            puts, removes = self.store.compaction(
-                world.snapshot(rows=False),
-                world.bound,
-                world.applied,
-                world.items.changed_chunks(),
-            )
+            puts, removes = self.store.fold(world)
             for k, v in puts:
                 state.put(k, v)
             for k in removes:

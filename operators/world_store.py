@@ -156,6 +156,13 @@ class WorldStore:
         puts += [(SNAPSHOT, snapshot), (META, self._meta(bound, len(folded)))]
         return puts, folded
 
+    def fold(self, world) -> tuple[list[tuple[str, Any]], list[str]]:
+        """:meth:`compaction` of ``world`` (an operators.world.World) now: its snapshot without
+        the catalog's rows, and the chunks of rows that changed since the last fold."""
+        return self.compaction(
+            world.snapshot(rows=False), world.bound, world.applied, world.items.changed_chunks()
+        )
+
     def restore(
         self,
         entries: Iterable[tuple[str, Any]],

@@ -20,7 +20,7 @@ from operators.model_switch import reembed_queries, reembed_world
 from operators.recommender import Recommender
 from operators.user_profile import Profile
 from operators.world import World
-from operators.world_store import LOG, META, SNAPSHOT, WorldStore, advance, decode_update
+from operators.world_store import CATALOG, LOG, META, SNAPSHOT, WorldStore, advance, decode_update
 from streamrec.simulate import Simulation
 from tests.unit.streams import DIM, T0, embedder, entry, random_records, unit
 
@@ -254,12 +254,9 @@ def test_the_world_store_switches_then_folds_the_old_model_away():
     new_world.add(ev)
     for k, v in task.log_entry("events/0/0", "world_event", b"{}"):
         state[k] = v
-    # as the job folds: the snapshot without vectors, and every chunk (all re-embedded)
-    chunks = new_world.items.changed_chunks()
-    assert sorted(chunks) == list(range(-(-len(new_world.items) // CHUNK_ROWS)))
-    puts, removes = task.compaction(
-        new_world.snapshot(rows=False), new_world.bound, new_world.applied, chunks
-    )
+    puts, removes = task.fold(new_world)  # as the job folds: every chunk, all re-embedded
+    written = sorted(int(k[len(CATALOG) :]) for k, _ in puts if k.startswith(CATALOG))
+    assert written == list(range(-(-len(new_world.items) // CHUNK_ROWS)))
     state.update(puts)
     for k in removes:
         del state[k]

@@ -169,12 +169,7 @@ class Task:
         for k, v in self.store.log_entry(update_id, kind, payload, forget, applied):
             self.state[k] = v
         if self.store.due(world.bound, world.applied):
-            puts, removes = self.store.compaction(
-                world.snapshot(rows=False),
-                world.bound,
-                world.applied,
-                world.items.changed_chunks(),
-            )
+            puts, removes = self.store.fold(world)
             self.state.update(puts)
             for k in removes:
                 del self.state[k]
