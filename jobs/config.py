@@ -41,6 +41,7 @@ class JobConfig:
     checkpoint_dir: str | None = None
     delivery: str = "at-least-once"
     out_of_orderness_ms: int = 1_000
+    catalog_out_of_orderness_ms: int = 0
     idleness_ms: int = 1_000
     watermark_interval_ms: int = 50
     catalog_wait_ms: int = 30_000
@@ -171,6 +172,13 @@ def parser() -> argparse.ArgumentParser:
     a("--checkpoint-dir", default=None, help="checkpoint storage (path or URI)")
     a("--delivery", choices=["exactly-once", "at-least-once"], default=d.delivery)
     ms("--out-of-orderness", "bounded out-of-orderness of event time (ms)")
+    ms(
+        "--catalog-out-of-orderness",
+        "bounded out-of-orderness of the catalog's ts within one partition of the items topic "
+        "(ms; 0: each partition is a change stream in ts order). A catalog update is late only "
+        "if it is also more than --out-of-orderness behind the events; with alignment an active "
+        "catalog partition holds lists back by this bound",
+    )
     ms(
         "--idleness",
         "a source partition silent this long stops holding event time back (ms; keep it at or "

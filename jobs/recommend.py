@@ -277,11 +277,13 @@ def environment(cfg: JobConfig) -> StreamExecutionEnvironment:
 
 def watermarks(cfg: JobConfig, topic_kind: str) -> WatermarkStrategy:
     """Event time from the records' ts, per Kafka partition, in the JVM (io.streamrec.flink.
-    EventTimes); the catalog gets --catalog-wait to deliver its first records at start."""
-    startup = cfg.catalog_wait_ms if topic_kind == "items" else cfg.idleness_ms
-    j = get_gateway().jvm.io.streamrec.flink.EventTimes.strategy(
-        cfg.out_of_orderness_ms, cfg.idleness_ms, startup
-    )
+    EventTimes). The catalog gets --catalog-wait to deliver its first records at start, and its
+    own bound: event time is the minimum over every partition, so with the events' bound an
+    active catalog partition held each list up to twice that bound (until it counted as idle)."""
+    catalog = topic_kind == "items"
+    startup = cfg.catalog_wait_ms if catalog else cfg.idleness_ms
+    bound = cfg.catalog_out_of_orderness_ms if catalog else cfg.out_of_orderness_ms
+    j = get_gateway().jvm.io.streamrec.flink.EventTimes.strategy(bound, cfg.idleness_ms, startup)
     return WatermarkStrategy(j)
 
 

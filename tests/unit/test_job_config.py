@@ -54,8 +54,11 @@ def test_flags_land_in_the_config():
     assert (cfg.parallelism, cfg.top_k, cfg.delivery) == (3, 7, "exactly-once")
     assert cfg.embedding_store == "/tmp/s"
     assert cfg.kafka_properties == {"security.protocol": "SASL_SSL"}
-    timing = parse_args(["--buffer-timeout", "0", "--watermark-interval", "20"])
+    timing = parse_args(
+        ["--buffer-timeout", "0", "--watermark-interval", "20", "--catalog-out-of-orderness", "5"]
+    )
     assert (timing.buffer_timeout_ms, timing.watermark_interval_ms) == (0, 20)
+    assert (timing.catalog_out_of_orderness_ms, timing.out_of_orderness_ms) == (5, 1_000)
     defaults = parse_args([])
     assert (defaults.align, defaults.max_wait_ms) == (JobConfig.align, JobConfig.max_wait_ms)
     with pytest.raises(SystemExit):
