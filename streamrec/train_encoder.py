@@ -55,6 +55,7 @@ import numpy as np
 from models.manifest import LINEAGE_NAME, read_lineage, sha256_file
 from streamrec import paths
 from streamrec.behaviour_pairs import (
+    DEFAULT_NEIGHBOURS,
     DEFAULT_QUERY_WINDOW_MS,
     BatchPlan,
     Behaviour,
@@ -691,8 +692,9 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument(
         "--neighbours",
         type=int,
-        default=10,
-        help="keep each item's N strongest partners by association (0: all; default 10)",
+        default=DEFAULT_NEIGHBOURS,
+        help="keep each item's N strongest partners by association "
+        f"(0: all; default {DEFAULT_NEIGHBOURS})",
     )
     src.add_argument(
         "--query-window-min",
@@ -711,7 +713,7 @@ def _parser() -> argparse.ArgumentParser:
     m.add_argument("--seed", type=int, default=0)
     m.add_argument("--steps", type=int, default=600, help="optimizer steps (default 600)")
     m.add_argument("--batch-size", type=int, default=128, help="pairs per step (default 128)")
-    m.add_argument("--lr", type=float, default=5e-5, help="peak learning rate (default 5e-5)")
+    m.add_argument("--lr", type=float, default=2e-4, help="peak learning rate (default 2e-4)")
     m.add_argument("--warmup", type=float, default=0.1, help="warm-up share of the steps")
     m.add_argument("--weight-decay", type=float, default=0.01)
     m.add_argument("--scale", type=float, default=20.0, help="cosine scale in the loss")
