@@ -359,7 +359,7 @@ def settings(cfg: JobConfig) -> RecommendSettings:
     ranking = RankingConfig()
     if cfg.ranking_config:
         try:
-            ranking = RankingConfig.from_dict(json.loads(Path(cfg.ranking_config).read_text()))
+            ranking = RankingConfig.load(cfg.ranking_config)
         except (OSError, ValueError, TypeError) as e:
             raise SystemExit(f"--ranking-config {cfg.ranking_config}: {e}") from None
     # the job's flag sets the session gap (the behaviour model splits orders by it too)

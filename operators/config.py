@@ -216,4 +216,9 @@ class RankingConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> RankingConfig:
-        return cls.from_dict(json.loads(Path(path).read_text()))
+        """A JSON file of ``to_dict()``'s output, or of ``streamrec.tune --out`` (the same under
+        ``"config"``, beside the tuning's figures)."""
+        d = json.loads(Path(path).read_text())
+        if isinstance(d, dict) and isinstance(d.get("config"), dict):
+            d = d["config"]
+        return cls.from_dict(d)

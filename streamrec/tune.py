@@ -2,6 +2,8 @@
 
     python -m streamrec.tune                      # search, print the tuned RankingConfig JSON
     python -m streamrec.tune --out tuned.json     # and write it
+    python -m streamrec.tune --weights-only --model EXPORT --out mix.json
+                                                  # only the mixes' weights, for another encoder
 
 Split: only records with 2010-12-01 <= ts < 2011-03-01 (``TUNE_END``) are read; every purchase
 in them is scored (prequential protocol of CONTRACT.md, event and basket level). Nothing after
@@ -402,6 +404,35 @@ def tune(
     }
 
 
+def refit_weights(
+    records: list[Record],
+    embed: Embed,
+    config: RankingConfig | None = None,
+    dim: int = 384,
+    log=print,
+) -> tuple[RankingConfig, dict]:
+    """``config`` (default: the frozen defaults) with both mixes' weights refitted on
+    ``records``, its structure kept: what another encoder's features need."""
+    config = config or RankingConfig()
+    ev, bk, _ = baseline_bars(records)
+    log(f"best baselines on the split: event {ev:.4f}, basket {bk:.4f}")
+    ds = collect(records, embed, config, dim)
+    before = summary(
+        ds, gains(ds, weight_vector(config, "event"), weight_vector(config, "session_end"))
+    )
+    log(f"weights as they are: event {before['event']:.4f} basket {before['basket']:.4f}")
+    fitted, j, s = optimise_weights(ds, config, (ev, bk), sweeps=4)
+    log(f"refitted: event {s['event']:.4f} basket {s['basket']:.4f}")
+    info = {
+        "objective": j,
+        "split": s,
+        "before_refit": before,
+        "baselines": {"event": ev, "basket": bk},
+        "model": getattr(embed, "model_id", None),
+    }
+    return fitted, info
+
+
 def main(argv: list[str] | None = None) -> int:
     from threadpoolctl import threadpool_limits
 
@@ -413,13 +444,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--csv", type=Path, default=paths.shared_data_file())
     p.add_argument("--passes", type=int, default=2)
     p.add_argument("--out", type=Path, default=None, help="write the tuned config JSON here")
+    p.add_argument("--model", default=None, help="the encoder (default: the job's default)")
+    p.add_argument(
+        "--weights-only",
+        action="store_true",
+        help="refit only the two mixes' weights of the current defaults (one pass over the "
+        "split, no structural search): the mix for another encoder",
+    )
     args = p.parse_args(argv)
     threadpool_limits(1, user_api="blas")
     records = load_records(args.csv, start=TUNE_START, end=TUNE_END)
     last = max(v["ts"] for k, _, v in records if k == "events")
     if last >= parse_ts(TUNE_END + " 00:00:00"):  # never: load_records cuts at TUNE_END
         raise SystemExit(f"tune: data after {TUNE_END} in the tuning split")
-    embed = cached_embedder(records)
+    embed = cached_embedder(records, model=args.model) if args.model else cached_embedder(records)
+    if args.weights_only:
+        config, info = refit_weights(
+            records, embed, dim=embed.dim, log=lambda m: print(m, flush=True)
+        )
+        return _write(config, info, args.out)
 
     def progress(cfg: RankingConfig, j: float) -> None:
         if args.out:
@@ -429,11 +472,15 @@ def main(argv: list[str] | None = None) -> int:
     config, info = tune(
         records, embed, passes=args.passes, log=lambda m: print(m, flush=True), progress=progress
     )
+    return _write(config, info, args.out)
+
+
+def _write(config: RankingConfig, info: dict, out_file: Path | None) -> int:
     out = {"config": config.to_dict(), **info, "split": [TUNE_START, TUNE_END]}
     text = json.dumps(out, indent=1, sort_keys=True)
     print(text)
-    if args.out:
-        args.out.write_text(text)
+    if out_file:
+        out_file.write_text(text)
     return 0
 
 

@@ -199,6 +199,14 @@ def test_config_round_trips_through_json():
     assert RankingConfig.from_dict(json.loads(cfg.to_json())) == cfg
 
 
+def test_config_loads_from_a_file_or_from_the_tuning_output(tmp_path):
+    cfg = dataclasses.replace(RankingConfig(), event=Mix(collab=2.0, similar=5.0))
+    bare, tuned = tmp_path / "bare.json", tmp_path / "tuned.json"
+    bare.write_text(cfg.to_json())
+    tuned.write_text(json.dumps({"config": cfg.to_dict(), "objective": 3.3, "split": ["a", "b"]}))
+    assert RankingConfig.load(bare) == RankingConfig.load(tuned) == cfg
+
+
 def test_profile_is_bounded():
     cfg = ProfileConfig(session_max=5, orders_max=3, order_items_max=4, repeat_max=10, query_max=2)
     p = Profile()

@@ -60,3 +60,24 @@ def test_the_search_starts_from_valid_hand_set_values():
     start = tune.start_config()
     assert start.event.position_decay == 0.8 and start.event.bought == 0.0
     assert start != RankingConfig()  # the defaults are the search's result, not its start
+
+
+def test_refitting_weights_keeps_the_structure_and_never_scores_worse():
+    records, texts = random_records(seed=5, n_orders=120)
+    mix = dataclasses.replace(RankingConfig().event, collab=0.0, similar=0.0, text=0.0)
+    start = dataclasses.replace(RankingConfig(), event=mix)
+    fitted, info = tune.refit_weights(records, embedder(texts), start, DIM, log=lambda m: None)
+    before, after = info["before_refit"], info["split"]
+    base = info["baselines"]
+    assert after["event"] / base["event"] + after["basket"] / base["basket"] == info["objective"]
+    assert info["objective"] >= before["event"] / base["event"] + before["basket"] / base["basket"]
+    assert after["event"] > before["event"]  # collab switched back on
+    assert fitted.event.collab > 0
+    for part in ("event", "session_end"):
+        for name in ("position_decay", "max_seeds", "past_orders", "mask_order", "text_rarity"):
+            assert getattr(getattr(fitted, part), name) == getattr(getattr(start, part), name)
+    assert (fitted.world, fitted.profile, fitted.candidates) == (
+        start.world,
+        start.profile,
+        start.candidates,
+    )
