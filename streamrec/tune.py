@@ -340,6 +340,13 @@ def baseline_bars(records: list[Record]) -> tuple[float, float, dict]:
     return ev, bk, res
 
 
+def logged_bars(records: list[Record], log=print) -> tuple[float, float]:
+    """(event, basket) best baseline NDCG@10 on ``records``, logged: the objective's scale."""
+    ev, bk, _ = baseline_bars(records)
+    log(f"best baselines on the split: event {ev:.4f}, basket {bk:.4f}")
+    return ev, bk
+
+
 def start_config() -> RankingConfig:
     return RankingConfig.from_dict(START)
 
@@ -354,9 +361,7 @@ def tune(
 ) -> tuple[RankingConfig, dict]:
     """Coordinate search from ``start`` (default START) over SPACE; returns the best config."""
     config = start or start_config()
-    bars = baseline_bars(records)
-    base = (bars[0], bars[1])
-    log(f"best baselines on the split: event {base[0]:.4f}, basket {base[1]:.4f}")
+    base = logged_bars(records, log)
     trials: dict[str, tuple[float, RankingConfig, dict]] = {}
 
     def trial(cfg: RankingConfig, sweeps: int = 2) -> tuple[float, RankingConfig, dict]:
@@ -414,8 +419,7 @@ def refit_weights(
     """``config`` (default: the frozen defaults) with both mixes' weights refitted on
     ``records``, its structure kept: what another encoder's features need."""
     config = config or RankingConfig()
-    ev, bk, _ = baseline_bars(records)
-    log(f"best baselines on the split: event {ev:.4f}, basket {bk:.4f}")
+    ev, bk = logged_bars(records, log)
     ds = collect(records, embed, config, dim)
     before = summary(
         ds, gains(ds, weight_vector(config, "event"), weight_vector(config, "session_end"))
