@@ -358,8 +358,10 @@ def tune(
     passes: int = 2,
     log=print,
     progress=None,
+    dim: int = 384,
 ) -> tuple[RankingConfig, dict]:
-    """Coordinate search from ``start`` (default START) over SPACE; returns the best config."""
+    """Coordinate search from ``start`` (default START) over SPACE; returns the best config.
+    ``dim``: the encoder's embedding dimension."""
     config = start or start_config()
     base = logged_bars(records, log)
     trials: dict[str, tuple[float, RankingConfig, dict]] = {}
@@ -368,7 +370,7 @@ def tune(
         key = f"{cfg.to_json()}/{sweeps}"
         if key not in trials:
             t0 = time.perf_counter()
-            ds = collect(records, embed, cfg)
+            ds = collect(records, embed, cfg, dim)
             fitted, j, s = optimise_weights(ds, cfg, base, sweeps=sweeps)
             trials[key] = (j, fitted, s)
             log(
@@ -474,7 +476,12 @@ def main(argv: list[str] | None = None) -> int:
             args.out.with_suffix(".partial.json").write_text(json.dumps(best, indent=1))
 
     config, info = tune(
-        records, embed, passes=args.passes, log=lambda m: print(m, flush=True), progress=progress
+        records,
+        embed,
+        passes=args.passes,
+        log=lambda m: print(m, flush=True),
+        progress=progress,
+        dim=embed.dim,
     )
     return _write(config, info, args.out)
 

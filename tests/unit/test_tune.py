@@ -81,3 +81,13 @@ def test_refitting_weights_keeps_the_structure_and_never_scores_worse():
         start.profile,
         start.candidates,
     )
+
+
+def test_the_search_runs_for_an_encoder_of_any_dimension(monkeypatch):
+    records, texts = random_records(seed=8, n_orders=80)
+    monkeypatch.setattr(tune, "SPACE", [("event.max_seeds", [5, 10])])
+    start = tune.start_config()
+    config, info = tune.tune(records, embedder(texts), start, passes=1, log=lambda m: None, dim=DIM)
+    assert info["trials"] == 4  # the start, each value, the final refit
+    assert config.event.max_seeds in (5, 10)
+    assert config.world == start.world
