@@ -166,12 +166,9 @@ def submit(cluster: dict, inputs: Inputs, out: dict, model: str | None, extra: l
 
 
 def rest(cluster: dict, path: str, method: str = "GET") -> Any:
-    import urllib.request
+    from streamrec.flink_cluster import rest_call
 
-    req = urllib.request.Request(f"http://{cluster['rest']}{path}", method=method)
-    with urllib.request.urlopen(req, timeout=10) as r:
-        body = r.read()
-    return json.loads(body) if body else None
+    return rest_call(cluster["rest"], path, method)
 
 
 def job_restarts(cluster: dict, job_id: str, wait_s: float = 20) -> int | None:

@@ -13,7 +13,6 @@ stop it (a local job optionally with a savepoint), and which processes hold its 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -22,12 +21,11 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 from streamrec import paths
+from streamrec.flink_cluster import overview, rest_call
 
 
 class LaunchError(RuntimeError):
@@ -200,13 +198,6 @@ def old_job(checkout: Path) -> LocalLauncher:
 FINAL_STATES = {"FAILED", "CANCELED", "FINISHED", "SUSPENDED"}
 
 
-def _rest(url: str, method: str = "GET", timeout: float = 10) -> dict:
-    req = urllib.request.Request(url, method=method)
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        body = r.read()
-    return json.loads(body) if body else {}
-
-
 class ClusterHandle(JobHandle):
     def __init__(self, launcher: ClusterLauncher, job_id: str, log_path: Path):
         self.launcher = launcher
@@ -217,8 +208,8 @@ class ClusterHandle(JobHandle):
 
     def state(self) -> str:
         try:
-            return _rest(f"http://{self.launcher.rest}/jobs/{self.job_id}")["state"]
-        except (OSError, urllib.error.URLError, KeyError, ValueError):
+            return rest_call(self.launcher.rest, f"/jobs/{self.job_id}")["state"]
+        except (OSError, KeyError, TypeError, ValueError):
             return "UNKNOWN"
 
     def failure(self) -> str | None:
@@ -229,8 +220,8 @@ class ClusterHandle(JobHandle):
         if self._state not in FINAL_STATES:
             return None
         why = ""
-        with contextlib.suppress(OSError, urllib.error.URLError, KeyError, ValueError):
-            exc = _rest(f"http://{self.launcher.rest}/jobs/{self.job_id}/exceptions")
+        with contextlib.suppress(OSError, KeyError, ValueError, AttributeError):
+            exc = rest_call(self.launcher.rest, f"/jobs/{self.job_id}/exceptions")
             entries = (exc.get("exceptionHistory") or {}).get("entries") or []
             if entries:
                 why = entries[0].get("stacktrace") or entries[0].get("exceptionName") or ""
@@ -243,14 +234,14 @@ class ClusterHandle(JobHandle):
         if savepoint:
             raise LaunchError("the benchmark only restores local jobs")
         rest = self.launcher.rest
-        with contextlib.suppress(OSError, urllib.error.URLError, ValueError):
-            _rest(f"http://{rest}/jobs/{self.job_id}?mode=cancel", method="PATCH")
+        with contextlib.suppress(OSError, ValueError):
+            rest_call(rest, f"/jobs/{self.job_id}?mode=cancel", method="PATCH")
         deadline = time.monotonic() + timeout
         while self.state() not in FINAL_STATES | {"UNKNOWN"} and time.monotonic() < deadline:
             time.sleep(0.5)
         # the slots must be free for the next submission
         while time.monotonic() < deadline:
-            ov = _rest(f"http://{rest}/overview")
+            ov = overview(rest) or {}
             if ov.get("slots-available") == ov.get("slots-total"):
                 break
             time.sleep(0.5)

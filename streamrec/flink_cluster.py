@@ -234,22 +234,28 @@ def _is_flink(pid: int, daemon: str) -> bool:
     return _ENTRYPOINTS[daemon].encode() in cmdline
 
 
+def rest_call(rest: str, path: str, method: str = "GET", timeout: float = 10.0):
+    """One call of the REST API at ``rest`` (host:port): the answer's JSON, None for an empty
+    body. Raises OSError (no answer, an HTTP error) or ValueError (not JSON)."""
+    req = urllib.request.Request(f"http://{rest}{path}", method=method)
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        body = r.read()
+    return json.loads(body) if body else None
+
+
 def overview(rest: str, timeout: float = 2.0) -> dict | None:
     """The REST API's ``/overview`` (taskmanagers, slots, jobs), or None if it does not answer."""
-    try:
-        with urllib.request.urlopen(f"http://{rest}/overview", timeout=timeout) as r:
-            return json.loads(r.read())
-    except (OSError, urllib.error.URLError, ValueError):
-        return None
+    with contextlib.suppress(OSError, ValueError):
+        return rest_call(rest, "/overview", timeout=timeout)
+    return None
 
 
 def taskmanager_ids(rest: str, timeout: float = 2.0) -> set[str] | None:
     """Ids of the TaskManagers registered now (REST ``/taskmanagers``), None if no answer."""
-    try:
-        with urllib.request.urlopen(f"http://{rest}/taskmanagers", timeout=timeout) as r:
-            return {tm["id"] for tm in json.loads(r.read()).get("taskmanagers", [])}
-    except (OSError, urllib.error.URLError, ValueError, KeyError, TypeError):
-        return None
+    with contextlib.suppress(OSError, ValueError, KeyError, TypeError, AttributeError):
+        got = rest_call(rest, "/taskmanagers", timeout=timeout)
+        return {tm["id"] for tm in got.get("taskmanagers", [])}
+    return None
 
 
 def _logs_tail(base_dir, lines: int = 30) -> str:
