@@ -555,9 +555,15 @@ def train(
     validation = {
         "metric": f"recall@{settings['k']}: item -> items bought with it in held-out orders",
         "before": before,
-        "after": after,
-        "recall_relative_change": relative_change(before["recall"], after["recall"]),
     }
+    alpha = settings.get("interpolate", 1.0)
+    if alpha < 1.0:
+        validation["trained"] = after
+        interpolate_with_base(wrapper, Path(settings["base"]), alpha)
+        log(f"train-encoder: validating {alpha:g} x fine-tuned + {1 - alpha:g} x base weights")
+        after = evaluate(wrapper, tokenizer, task, texts, device, settings["k"])
+    validation["after"] = after
+    validation["recall_relative_change"] = relative_change(before["recall"], after["recall"])
     run = json.loads((out / "run.json").read_text())
     lineage = make_lineage(run, validation, losses, settings)
     checkpoint = write_checkpoint(out, wrapper, tokenizer, lineage)
@@ -575,6 +581,7 @@ def train(
             "torch_threads": torch.get_num_threads(),
             "train_seconds": round(train_seconds, 1),
             "seconds_per_step": round(train_seconds / max(1, steps), 3),
+            "interpolate": settings.get("interpolate", 1.0),
             "loss": loss_summary(losses),
             "losses": [round(x, 5) for x in losses],
         },
@@ -588,6 +595,23 @@ def train(
     if not settings.get("keep_state"):
         shutil.rmtree(out / "state", ignore_errors=True)
     return report
+
+
+def interpolate_with_base(wrapper, base: Path, alpha: float) -> None:
+    """Weights := ``alpha`` x fine-tuned + (1 - ``alpha``) x ``base`` (a weight-space ensemble,
+    WiSE-FT: Wortsman et al., CVPR 2022), in place. The two share an architecture, so this is one
+    BERT checkpoint again: export, validation and the job take it unchanged."""
+    import torch
+    from transformers import AutoModel
+
+    base_state = AutoModel.from_pretrained(base).float().state_dict()
+    state = wrapper.model.state_dict()
+    if state.keys() != base_state.keys():
+        raise TrainError(f"--interpolate: {base} does not have the fine-tuned model's weights")
+    with torch.no_grad():
+        for name, value in state.items():
+            if value.is_floating_point():
+                value.mul_(alpha).add_(base_state[name].to(value.device), alpha=1.0 - alpha)
 
 
 def make_lineage(run: dict, validation: dict, losses: list[float], settings: dict) -> dict:
@@ -619,6 +643,11 @@ def make_lineage(run: dict, validation: dict, losses: list[float], settings: dic
             f"hit_rate@{k}_after": validation["after"]["hit_rate"],
             "queries": validation["after"]["queries"],
             "recall_relative_change": validation["recall_relative_change"],
+            **(
+                {f"recall@{k}_as_trained": validation["trained"]["recall"]}
+                if "trained" in validation
+                else {}
+            ),
         },
         "training": {
             "steps": settings["steps"],
@@ -628,6 +657,7 @@ def make_lineage(run: dict, validation: dict, losses: list[float], settings: dic
             "loss": f"symmetric multiple-negatives ranking, scale {settings['scale']}"
             + (", sampling-bias (logQ) corrected" if settings["logq"] else ""),
             "final_loss_mean_last_50": float(np.mean(losses[-50:])),
+            "interpolate": settings.get("interpolate", 1.0),
         },
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
@@ -723,6 +753,15 @@ def _parser() -> argparse.ArgumentParser:
         help="no sampling-bias correction in the loss (it is on by default: popular items are "
         "not pushed away just for turning up in many batches)",
     )
+    m.add_argument(
+        "--interpolate",
+        type=float,
+        default=1.0,
+        metavar="ALPHA",
+        help="ship ALPHA x the fine-tuned weights + (1 - ALPHA) x the base's (a weight-space "
+        "ensemble, WiSE-FT; default 1: as trained). Below 1 it keeps more of the base model's "
+        "general text matching: see README, Fine-tuning the encoder",
+    )
     m.add_argument("--max-length", type=int, default=32, help="tokens per text in training")
     m.add_argument("--k", type=int, default=10, help="recall@k in validation")
     m.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
@@ -744,6 +783,10 @@ def main(argv: list[str] | None = None) -> int:
                 f"streamrec train-encoder: --{name.replace('_', '-')} is too small", file=sys.stderr
             )
             return 2
+    if not 0.0 < args.interpolate <= 1.0:
+        print(f"streamrec train-encoder: --interpolate {args.interpolate}: must be in (0, 1]",
+              file=sys.stderr)  # fmt: skip
+        return 2
     t0 = time.perf_counter()
     try:
         base, base_info = base_model_info(args.base)
@@ -792,6 +835,7 @@ def main(argv: list[str] | None = None) -> int:
             "save_every": args.save_every,
             "device": args.device,
             "keep_state": args.keep_state,
+            "interpolate": args.interpolate,
         }
         # what must not change between a run and its continuation
         run = {
@@ -802,7 +846,11 @@ def main(argv: list[str] | None = None) -> int:
             "end": args.end,
             "data": {k: v for k, v in summary.items() if k != "load_seconds"},
             "settings": {
-                k: v for k, v in settings.items() if k not in ("save_every", "device", "keep_state")
+                k: v
+                for k, v in settings.items()
+                if k not in ("save_every", "device", "keep_state")
+                # a run folder of an earlier version (no interpolation) continues
+                and not (k == "interpolate" and v == 1.0)
             },
             "command": "streamrec train-encoder " + shlex.join(argv),
         }

@@ -122,6 +122,34 @@ def test_resume_gives_the_uninterrupted_result(trained, train, tmp_path, capsys)
     assert "settings differ" in capsys.readouterr().err
 
 
+def test_interpolation_ships_a_blend_of_the_trained_and_base_weights(
+    trained, train, base, tmp_path
+):
+    out = tmp_path / "wise"
+    assert train(out, "--interpolate", "0.25") == 0
+    mine, as_trained = weights(out), weights(trained)
+    start = load_file(str(base / "model.safetensors"))
+    assert mine.keys() == as_trained.keys()
+    moved = 0
+    for name, w in mine.items():
+        b = start[name].float() if name in start else None
+        if w.is_floating_point() and b is not None:
+            assert torch.allclose(w, 0.25 * as_trained[name] + 0.75 * b, atol=1e-6), name
+            moved += not torch.equal(w, as_trained[name])
+    assert moved > 0
+    r = report(out)
+    got, want = r["validation"]["trained"], report(trained)["validation"]["after"]
+    assert {**got, "seconds": 0} == {**want, "seconds": 0}  # the run as trained, validated
+    assert r["lineage"]["training"]["interpolate"] == 0.25
+    assert (
+        r["lineage"]["validation"]["recall@10_as_trained"] == r["validation"]["trained"]["recall"]
+    )
+    assert "0.25 x trained + 0.75 x base" in (out / "report.md").read_text()
+    assert report(trained)["lineage"]["training"]["interpolate"] == 1.0
+    assert "trained" not in report(trained)["validation"]
+    assert train(tmp_path / "bad", "--interpolate", "0") == 2
+
+
 def test_bad_input_is_a_clear_error(base, train, tmp_path, capsys):
     rc = te.main(["--csv", str(tmp_path / "none.csv"), "--base", str(base), "--out",
                   str(tmp_path / "o"), "-q"])  # fmt: skip
