@@ -195,6 +195,11 @@ def parse_item(key: Any, value: Mapping[str, Any] | None, embed: Embed):
     return catalog_entry(item, embed(item.text()))
 
 
+def embed_dim(embed: Embed) -> int:
+    """The dimension of ``embed``'s vectors: its ``.dim``, else the length of one vector."""
+    return getattr(embed, "dim", None) or int(np.asarray(embed("")).shape[-1])
+
+
 def simulate(
     records: Iterable[Record],
     embed: Embed,
@@ -207,9 +212,7 @@ def simulate(
     """``(user_id, value)`` as the job would emit them (see the module doc).
 
     ``clock`` gives ``emitted_at`` (default: 0, so that two runs give identical bytes)."""
-    if dim is None:
-        dim = getattr(embed, "dim", None) or int(np.asarray(embed("")).shape[-1])
-    rec = Recommender(dim, model_id, top_k, config, clock=clock or (lambda: 0))
+    rec = Recommender(dim or embed_dim(embed), model_id, top_k, config, clock=clock or (lambda: 0))
     for out in Simulation(rec).feed(records, embed):
         yield out.user_id, out.value
 

@@ -45,7 +45,7 @@ from operators.events import SCORED_TYPES
 from operators.ranking import Candidates
 from operators.recommender import Recommender
 from streamrec import paths
-from streamrec.simulate import Embed, Record, Simulation
+from streamrec.simulate import Embed, Record, Simulation, embed_dim
 
 TUNE_START = "2010-12-01"
 TUNE_END = "2011-03-01"  # exclusive: nothing from here on is read while tuning
@@ -130,11 +130,9 @@ def _bucket(earlier: int) -> int:
     return 0 if earlier <= 0 else (1 if earlier <= 4 else 2)
 
 
-def collect(
-    records: Iterable[Record], embed: Embed, config: RankingConfig, dim: int = 384
-) -> Dataset:
+def collect(records: Iterable[Record], embed: Embed, config: RankingConfig) -> Dataset:
     """Run the job's semantics over ``records``; keep what scoring every purchase needs."""
-    sim = Collector(Recommender(dim, "tune", K, config, clock=lambda: 0))
+    sim = Collector(Recommender(embed_dim(embed), "tune", K, config, clock=lambda: 0))
     kept: list[Candidates] = []
     feats: list[np.ndarray] = []
     idx: list[np.ndarray] = []
@@ -358,10 +356,8 @@ def tune(
     passes: int = 2,
     log=print,
     progress=None,
-    dim: int = 384,
 ) -> tuple[RankingConfig, dict]:
-    """Coordinate search from ``start`` (default START) over SPACE; returns the best config.
-    ``dim``: the encoder's embedding dimension."""
+    """Coordinate search from ``start`` (default START) over SPACE; returns the best config."""
     config = start or start_config()
     base = logged_bars(records, log)
     trials: dict[str, tuple[float, RankingConfig, dict]] = {}
@@ -370,7 +366,7 @@ def tune(
         key = f"{cfg.to_json()}/{sweeps}"
         if key not in trials:
             t0 = time.perf_counter()
-            ds = collect(records, embed, cfg, dim)
+            ds = collect(records, embed, cfg)
             fitted, j, s = optimise_weights(ds, cfg, base, sweeps=sweeps)
             trials[key] = (j, fitted, s)
             log(
@@ -415,14 +411,13 @@ def refit_weights(
     records: list[Record],
     embed: Embed,
     config: RankingConfig | None = None,
-    dim: int = 384,
     log=print,
 ) -> tuple[RankingConfig, dict]:
     """``config`` (default: the frozen defaults) with both mixes' weights refitted on
     ``records``, its structure kept: what another encoder's features need."""
     config = config or RankingConfig()
     ev, bk = logged_bars(records, log)
-    ds = collect(records, embed, config, dim)
+    ds = collect(records, embed, config)
     before = summary(
         ds, gains(ds, weight_vector(config, "event"), weight_vector(config, "session_end"))
     )
@@ -465,9 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"tune: data after {TUNE_END} in the tuning split")
     embed = cached_embedder(records, model=args.model) if args.model else cached_embedder(records)
     if args.weights_only:
-        config, info = refit_weights(
-            records, embed, dim=embed.dim, log=lambda m: print(m, flush=True)
-        )
+        config, info = refit_weights(records, embed, log=lambda m: print(m, flush=True))
         return _write(config, info, args.out)
 
     def progress(cfg: RankingConfig, j: float) -> None:
@@ -476,12 +469,7 @@ def main(argv: list[str] | None = None) -> int:
             args.out.with_suffix(".partial.json").write_text(json.dumps(best, indent=1))
 
     config, info = tune(
-        records,
-        embed,
-        passes=args.passes,
-        log=lambda m: print(m, flush=True),
-        progress=progress,
-        dim=embed.dim,
+        records, embed, passes=args.passes, log=lambda m: print(m, flush=True), progress=progress
     )
     return _write(config, info, args.out)
 

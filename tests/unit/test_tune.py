@@ -29,7 +29,7 @@ from tests.unit.streams import DIM, embedder, random_records
 def test_recorded_candidates_score_like_the_jobs_lists(config):
     records, texts = random_records(seed=21, n_orders=120)
     embed = embedder(texts)
-    ds = tune.collect(records, embed, RankingConfig(disabled=config.disabled), dim=DIM)
+    ds = tune.collect(records, embed, RankingConfig(disabled=config.disabled))
     g = tune.summary(
         ds,
         tune.gains(
@@ -66,7 +66,7 @@ def test_refitting_weights_keeps_the_structure_and_never_scores_worse():
     records, texts = random_records(seed=5, n_orders=120)
     mix = dataclasses.replace(RankingConfig().event, collab=0.0, similar=0.0, text=0.0)
     start = dataclasses.replace(RankingConfig(), event=mix)
-    fitted, info = tune.refit_weights(records, embedder(texts), start, DIM, log=lambda m: None)
+    fitted, info = tune.refit_weights(records, embedder(texts), start, log=lambda m: None)
     before, after = info["before_refit"], info["split"]
     base = info["baselines"]
     assert after["event"] / base["event"] + after["basket"] / base["basket"] == info["objective"]
@@ -87,7 +87,9 @@ def test_the_search_runs_for_an_encoder_of_any_dimension(monkeypatch):
     records, texts = random_records(seed=8, n_orders=80)
     monkeypatch.setattr(tune, "SPACE", [("event.max_seeds", [5, 10])])
     start = tune.start_config()
-    config, info = tune.tune(records, embedder(texts), start, passes=1, log=lambda m: None, dim=DIM)
+    embed = embedder(texts)
+    assert embed.dim == DIM != 384  # the search reads the dimension from the embedder
+    config, info = tune.tune(records, embed, start, passes=1, log=lambda m: None)
     assert info["trials"] == 4  # the start, each value, the final refit
     assert config.event.max_seeds in (5, 10)
     assert config.world == start.world
