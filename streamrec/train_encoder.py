@@ -471,7 +471,8 @@ def train(
     """Train (or continue training) into ``out``; return the report, or None when stopped early.
 
     ``settings``: base, seed, steps, batch_size, lr, warmup, weight_decay, scale, max_length, k,
-    save_every, device. Checkpoints every ``save_every`` steps, at ``stop_at`` and on Ctrl-C.
+    save_every, device, interpolate. Checkpoints every ``save_every`` steps, at ``stop_at`` and
+    on Ctrl-C.
     """
     import torch
     from tqdm import tqdm
@@ -556,7 +557,7 @@ def train(
         "metric": f"recall@{settings['k']}: item -> items bought with it in held-out orders",
         "before": before,
     }
-    alpha = settings.get("interpolate", 1.0)
+    alpha = settings["interpolate"]
     if alpha < 1.0:
         validation["trained"] = after
         interpolate_with_base(wrapper, Path(settings["base"]), alpha)
@@ -581,7 +582,7 @@ def train(
             "torch_threads": torch.get_num_threads(),
             "train_seconds": round(train_seconds, 1),
             "seconds_per_step": round(train_seconds / max(1, steps), 3),
-            "interpolate": settings.get("interpolate", 1.0),
+            "interpolate": settings["interpolate"],
             "loss": loss_summary(losses),
             "losses": [round(x, 5) for x in losses],
         },
@@ -602,9 +603,8 @@ def interpolate_with_base(wrapper, base: Path, alpha: float) -> None:
     WiSE-FT: Wortsman et al., CVPR 2022), in place. The two share an architecture, so this is one
     BERT checkpoint again: export, validation and the job take it unchanged."""
     import torch
-    from transformers import AutoModel
 
-    base_state = AutoModel.from_pretrained(base).float().state_dict()
+    base_state = load_model(base, "cpu")[0].model.state_dict()
     state = wrapper.model.state_dict()
     if state.keys() != base_state.keys():
         raise TrainError(f"--interpolate: {base} does not have the fine-tuned model's weights")
@@ -657,7 +657,7 @@ def make_lineage(run: dict, validation: dict, losses: list[float], settings: dic
             "loss": f"symmetric multiple-negatives ranking, scale {settings['scale']}"
             + (", sampling-bias (logQ) corrected" if settings["logq"] else ""),
             "final_loss_mean_last_50": float(np.mean(losses[-50:])),
-            "interpolate": settings.get("interpolate", 1.0),
+            "interpolate": settings["interpolate"],
         },
         "created_at": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }

@@ -74,12 +74,12 @@ def write_markdown(report: dict[str, Any], path: Path) -> None:
         "| model | recall | hit rate | new items: recall | new items: hit rate |",
         "|---|---|---|---|---|",
     ]
-    alpha = t.get("interpolate", 1.0)
     rows = ["before", "trained", "after"] if "trained" in v else ["before", "after"]
     for name in rows:
         r = v[name]
         if name == "after" and "trained" in v:
-            name = f"after: {alpha:g} x trained + {1 - alpha:g} x base (--interpolate)"
+            a = t["interpolate"]
+            name = f"after: {a:g} x trained + {1 - a:g} x base (--interpolate)"
         lines.append(
             f"| {name} | {r['recall']:.4f} | {r['hit_rate']:.4f} | "
             f"{r.get('new_items_recall', float('nan')):.4f} | "
